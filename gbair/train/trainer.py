@@ -1,0 +1,228 @@
+"""Prompt tuning: a jit-compiled optax step on fixed-shape batches, evaluation, resumable checkpoints.
+
+Batch order is a pure function of (seed, step), so a run resumed from any checkpoint continues
+exactly as the uninterrupted run would have.
+"""
+
+import dataclasses
+import functools
+import hashlib
+import json
+import os
+import pathlib
+import time
+from typing import Any, Iterator, Literal
+
+import gin
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from absl import logging
+
+from gbair import atomic
+from gbair.data.dataset import TextDataset
+from gbair.models import prompts
+from gbair.models.classifier import PromptModel
+from gbair.train import checkpoints
+from gbair.train.metrics import classification_metrics
+
+
+@gin.configurable
+@dataclasses.dataclass(frozen=True)
+class TrainConfig:
+    """How to tune the prompt.
+
+    optimizer: `adafactor` (prompt tuning's choice: lr 0.3 constant, decay 0.8, no parameter
+      scaling, weight decay 1e-5) or `adam`.
+    num_epochs: passes over the training set; steps = ceil(N / batch_size) * num_epochs.
+    checkpoint_every: save every this many steps (and always at the end); 0 = once per epoch.
+    """
+
+    optimizer: Literal["adafactor", "adam"] = "adafactor"
+    learning_rate: float = 0.3
+    batch_size: int = 32
+    num_epochs: int = 3
+    checkpoint_every: int = 0
+    eval_batch_size: int = 64
+    log_every: int = 10
+    seed: int = 0
+
+    def __post_init__(self):
+        if self.optimizer not in ("adafactor", "adam"):
+            raise ValueError(f"TrainConfig.optimizer={self.optimizer!r}, expected 'adafactor' or 'adam'")
+        for name in ("learning_rate", "batch_size", "num_epochs", "eval_batch_size", "log_every"):
+            if getattr(self, name) <= 0:
+                raise ValueError(f"TrainConfig.{name}={getattr(self, name)!r}, expected > 0")
+        if self.checkpoint_every < 0:
+            raise ValueError(f"TrainConfig.checkpoint_every={self.checkpoint_every}, expected >= 0")
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainResult:
+    prompt: np.ndarray  # final [P, E] float32
+    steps: int
+    checkpoint_steps: tuple[int, ...]
+    wall_time_s: float  # time spent in this call (not in earlier, resumed-from calls)
+
+
+def make_optimizer(config: TrainConfig) -> optax.GradientTransformation:
+    if config.optimizer == "adafactor":
+        return optax.adafactor(config.learning_rate, decay_rate=0.8, multiply_by_parameter_scale=False,
+                               clipping_threshold=1.0, weight_decay_rate=1e-5)
+    return optax.adam(config.learning_rate)
+
+
+def steps_per_epoch(num_examples: int, batch_size: int) -> int:
+    return -(-num_examples // batch_size)
+
+
+def batch_indices(num_examples: int, config: TrainConfig, step: int) -> tuple[np.ndarray, np.ndarray]:
+    """Example indices and 0/1 weights of training batch `step`; the epoch's last batch is padded."""
+    per_epoch = steps_per_epoch(num_examples, config.batch_size)
+    epoch, position = divmod(step, per_epoch)
+    order = np.random.default_rng([config.seed, epoch]).permutation(num_examples)
+    chosen = order[position * config.batch_size:(position + 1) * config.batch_size]
+    return pad_indices(chosen, config.batch_size)
+
+
+def pad_indices(indices: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray]:
+    """Pads to `size` by repeating index 0 with weight 0, so every batch has one shape (one compile)."""
+    weights = np.zeros(size, np.float32)
+    weights[:len(indices)] = 1.0
+    return np.concatenate([indices, np.zeros(size - len(indices), indices.dtype)]), weights
+
+
+def make_batch(features: dict[str, np.ndarray], labels: np.ndarray, indices: np.ndarray,
+               weights: np.ndarray) -> dict[str, np.ndarray]:
+    batch = {k: v[indices] for k, v in features.items()}
+    batch["label"] = labels[indices].astype(np.int32)
+    batch["weight"] = weights
+    return batch
+
+
+def fingerprint(model: PromptModel, dataset: TextDataset, config: TrainConfig) -> str:
+    """Identifies what a checkpoint directory was trained on, so resume refuses a different run."""
+    digest = hashlib.sha256(json.dumps([dataclasses.asdict(config), model.prompt_shape, model.class_names,
+                                        list(dataset.ids), dataset.labels.tolist()]).encode())
+    return digest.hexdigest()[:16]
+
+
+def train(model: PromptModel, dataset: TextDataset, config: TrainConfig,
+          checkpoint_dir: os.PathLike | None = None) -> TrainResult:
+    """Tunes a fresh prompt (from `config.seed`) on `dataset`; resumes from `checkpoint_dir` if it has state."""
+    start_time = time.time()
+    optimizer = make_optimizer(config)
+    features = model.featurize(dataset.texts)
+    total_steps = steps_per_epoch(len(dataset), config.batch_size) * config.num_epochs
+    every = config.checkpoint_every or steps_per_epoch(len(dataset), config.batch_size)
+
+    prompt = model.init_prompt(jax.random.key(config.seed))
+    state = {"prompt": prompt, "opt_state": optimizer.init(prompt)}
+    first_step, saved = 0, []
+    mngr = checkpoints.manager(checkpoint_dir) if checkpoint_dir is not None else None
+    run_id = fingerprint(model, dataset, config)
+    if mngr is not None and mngr.latest_step() is not None:
+        first_step = mngr.latest_step()
+        record = checkpoints.read_record(mngr, first_step)
+        if record.get("fingerprint") != run_id:
+            raise ValueError(f"{checkpoint_dir}: checkpoints come from a different run (data, model or "
+                             f"TrainConfig changed); use a new workdir or delete that directory")
+        state = checkpoints.restore_state(mngr, first_step, state)
+        saved = list(mngr.all_steps())
+        logging.info("Resuming from step %d of %d (%s)", first_step, total_steps, checkpoint_dir)
+
+    @jax.jit
+    def train_step(params, state, batch):
+        def mean_loss(prompt):
+            losses = model.loss_fn(params, prompt, batch)
+            return jnp.sum(losses * batch["weight"]) / jnp.maximum(jnp.sum(batch["weight"]), 1.0)
+
+        loss, grad = jax.value_and_grad(mean_loss)(state["prompt"])
+        updates, opt_state = optimizer.update(grad, state["opt_state"], state["prompt"])
+        return {"prompt": optax.apply_updates(state["prompt"], updates), "opt_state": opt_state}, loss
+
+    progress = Progress(total_steps, first_step, config.batch_size, config.log_every)
+    for step in range(first_step, total_steps):
+        batch = make_batch(features, dataset.labels, *batch_indices(len(dataset), config, step))
+        state, loss = train_step(model.params, state, batch)
+        progress.update(step + 1, loss)
+        if mngr is not None and ((step + 1) % every == 0 or step + 1 == total_steps):
+            checkpoints.save(mngr, step + 1, state, {"step": step + 1, "learning_rate": config.learning_rate,
+                                                     "fingerprint": run_id})
+            saved.append(step + 1)
+    return TrainResult(np.asarray(state["prompt"], np.float32), total_steps, tuple(saved),
+                       time.time() - start_time)
+
+
+class Progress:
+    """Logs step, running loss, examples/s and ETA every `every` steps."""
+
+    def __init__(self, total: int, start: int, batch_size: int, every: int):
+        self.total, self.batch_size, self.every = total, batch_size, every
+        self.last_step, self.last_time, self.losses = start, time.time(), []
+
+    def update(self, step: int, loss: jax.Array) -> None:
+        self.losses.append(loss)
+        if step % self.every and step != self.total:
+            return
+        now = time.time()
+        rate = (step - self.last_step) * self.batch_size / max(now - self.last_time, 1e-9)
+        eta = (self.total - step) * self.batch_size / max(rate, 1e-9)
+        logging.info("step %d/%d  loss %.4f  %.1f examples/s  ETA %s", step, self.total,
+                     float(np.mean(jax.device_get(self.losses))), rate, format_seconds(eta))
+        self.last_step, self.last_time, self.losses = step, now, []
+
+
+def format_seconds(seconds: float) -> str:
+    minutes, secs = divmod(int(round(seconds)), 60)
+    return f"{minutes}m{secs:02d}s" if minutes else f"{secs}s"
+
+
+@functools.lru_cache(maxsize=16)
+def _probabilities_fn(logits_fn):
+    """One compiled softmax(logits) per model, shared by every predict call."""
+    return jax.jit(lambda params, prompt, batch: jax.nn.softmax(logits_fn(params, prompt, batch)))
+
+
+def predict(model: PromptModel, prompt: Any, dataset: TextDataset, batch_size: int = 64) -> np.ndarray:
+    """Class probabilities [N, C] (softmax of the model's class scores), in fixed-shape batches."""
+    features = model.featurize(dataset.texts)
+    probabilities = _probabilities_fn(model.logits_fn)
+    out = []
+    for begin in range(0, len(dataset), batch_size):
+        indices, _ = pad_indices(np.arange(begin, min(begin + batch_size, len(dataset))), batch_size)
+        batch = {k: v[indices] for k, v in features.items()}
+        out.append(np.asarray(probabilities(model.params, prompt, batch))[: len(dataset) - begin])
+    return np.concatenate(out) if out else np.zeros((0, len(model.class_names)), np.float32)
+
+
+def evaluate(model: PromptModel, prompt: Any, dataset: TextDataset, batch_size: int = 64) -> dict[str, Any]:
+    """accuracy, f1, auc on `dataset`'s labels."""
+    return classification_metrics(dataset.labels, predict(model, prompt, dataset, batch_size))
+
+
+@gin.configurable
+def train_and_evaluate(workdir: str, *, model: PromptModel = gin.REQUIRED,
+                       splits: dict[str, TextDataset] = gin.REQUIRED,
+                       config: TrainConfig = TrainConfig()) -> dict[str, Any]:
+    """The training run: tune on splits["train"], evaluate on "validation" and "test".
+
+    Writes WORKDIR/checkpoints/ (resumable), WORKDIR/prompt.npy and WORKDIR/metrics.json.
+    """
+    workdir = pathlib.Path(workdir)
+    for name in ("train", "validation", "test"):
+        if name not in splits:
+            raise ValueError(f"train_and_evaluate: splits has {sorted(splits)}, expected a {name!r} split")
+    logging.info("Training on %s; validation %s; test %s", splits["train"], splits["validation"], splits["test"])
+    result = train(model, splits["train"], config, workdir / "checkpoints")
+    metrics: dict[str, Any] = {"steps": result.steps, "wall_time_s": round(result.wall_time_s, 3),
+                               "checkpoint_steps": list(result.checkpoint_steps)}
+    for name in ("validation", "test"):
+        for key, value in evaluate(model, result.prompt, splits[name], config.eval_batch_size).items():
+            metrics[f"{name}_{key}"] = value
+    prompts.save_prompt(workdir / "prompt.npy", result.prompt)
+    atomic.write_json(workdir / "metrics.json", metrics)
+    logging.info("test accuracy %.4f  f1 %.4f  auc %s  (%d steps, %s)", metrics["test_accuracy"],
+                 metrics["test_f1"], metrics["test_auc"], result.steps, format_seconds(result.wall_time_s))
+    return metrics

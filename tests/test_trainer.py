@@ -1,0 +1,121 @@
+"""Prompt tuning on a tiny random BERT: loss goes down, backbone stays bit-identical, resume is exact."""
+
+import dataclasses
+
+import jax
+import numpy as np
+import pytest
+
+from gbair.data.dataset import TextDataset
+from gbair.models.classifier import minilm_classifier
+from gbair.train import checkpoints, trainer
+
+
+def toy_dataset(n: int = 36) -> TextDataset:
+    ham = ["notes from the project meeting on tuesday", "can you review my patch to the parser",
+           "lunch with the team tomorrow at noon"]
+    spam = ["win a free cruise now click here", "cheap pills no prescription needed",
+            "you have won cash prize claim today"]
+    texts = [f"{(spam if i % 2 else ham)[i % 3]} {i}" for i in range(n)]
+    return TextDataset(tuple(f"toy/{i}" for i in range(n)), tuple(texts), np.arange(n) % 2,
+                       ("toy",) * n, ("ham", "spam"))
+
+
+@pytest.fixture(scope="module")
+def model(tiny_bert_dir):
+    return minilm_classifier(["ordinary work email", "spam advertising"], class_names=["ham", "spam"],
+                             prompt_length=4, max_length=16, model_dir=tiny_bert_dir)
+
+
+CONFIG = trainer.TrainConfig(optimizer="adam", learning_rate=0.05, batch_size=8, num_epochs=2,
+                             checkpoint_every=2, eval_batch_size=16, log_every=100, seed=0)
+
+
+def mean_loss(model, prompt, dataset):
+    batch = dict(model.featurize(dataset.texts), label=dataset.labels)
+    return float(np.mean(model.loss_fn(model.params, prompt, batch)))
+
+
+@pytest.mark.parametrize("optimizer,lr", [("adam", 0.05), ("adafactor", 0.3)])
+def test_training_lowers_loss_and_leaves_backbone_bit_identical(model, optimizer, lr):
+    data = toy_dataset()
+    before = jax.tree.map(np.array, model.params)
+    config = dataclasses.replace(CONFIG, optimizer=optimizer, learning_rate=lr, num_epochs=4)
+    result = trainer.train(model, data, config)
+    initial = model.init_prompt(jax.random.key(config.seed))
+    trained = mean_loss(model, result.prompt, data)
+    assert trained < mean_loss(model, initial, data) - 0.1 and trained < np.log(2) - 0.04  # beats chance
+    jax.tree.map(np.testing.assert_array_equal, before, model.params)
+    assert result.prompt.shape == model.prompt_shape and result.prompt.dtype == np.float32
+
+
+def test_ragged_last_batch_compiles_once(model):
+    traces = []
+
+    def counting_loss(params, prompt, batch):
+        traces.append(batch["input_ids"].shape)
+        return model.loss_fn(params, prompt, batch)
+
+    data = toy_dataset(21)  # 8 + 8 + 5: the last batch is padded, not a new shape
+    trainer.train(dataclasses.replace(model, loss_fn=counting_loss), data, CONFIG)
+    assert traces == [(8, 16)]
+
+
+def test_each_epoch_visits_every_example_once():
+    config = dataclasses.replace(CONFIG, batch_size=8)
+    for epoch in range(2):
+        seen = []
+        for step in range(epoch * 3, epoch * 3 + 3):
+            indices, weights = trainer.batch_indices(21, config, step)
+            seen.extend(indices[weights > 0])
+            assert len(indices) == 8
+        assert sorted(seen) == list(range(21))
+
+
+def test_resume_after_crash_equals_uninterrupted_run(model, tmp_path, monkeypatch):
+    data = toy_dataset()
+    reference = trainer.train(model, data, CONFIG, tmp_path / "reference")
+
+    real_save = checkpoints.save
+
+    def crash_after_step_4(mngr, step, state, record):
+        real_save(mngr, step, state, record)
+        if step == 4:
+            raise KeyboardInterrupt("simulated kill")
+
+    monkeypatch.setattr(checkpoints, "save", crash_after_step_4)
+    with pytest.raises(KeyboardInterrupt):
+        trainer.train(model, data, CONFIG, tmp_path / "resumed")
+    monkeypatch.setattr(checkpoints, "save", real_save)
+    resumed = trainer.train(model, data, CONFIG, tmp_path / "resumed")
+
+    np.testing.assert_array_equal(resumed.prompt, reference.prompt)
+    assert reference.checkpoint_steps == resumed.checkpoint_steps == (2, 4, 6, 8, 10)
+    saved = checkpoints.load_prompt_checkpoints(tmp_path / "resumed")
+    assert [c.step for c in saved] == [2, 4, 6, 8, 10]
+    assert all(c.learning_rate == CONFIG.learning_rate for c in saved)
+    np.testing.assert_array_equal(saved[-1].prompt, reference.prompt)
+
+
+def test_resume_refuses_checkpoints_of_another_run(model, tmp_path):
+    data = toy_dataset()
+    trainer.train(model, data, dataclasses.replace(CONFIG, num_epochs=1), tmp_path)
+    with pytest.raises(ValueError, match="different run"):
+        trainer.train(model, data, dataclasses.replace(CONFIG, num_epochs=1, seed=1), tmp_path)
+
+
+def test_predict_does_not_depend_on_batch_size(model):
+    data = toy_dataset(13)
+    prompt = model.init_prompt(jax.random.key(0))
+    small = trainer.predict(model, prompt, data, batch_size=4)
+    large = trainer.predict(model, prompt, data, batch_size=32)
+    np.testing.assert_allclose(small, large, atol=1e-6)
+    np.testing.assert_allclose(small.sum(1), 1.0, atol=1e-6)
+    assert small.shape == (13, 2)
+
+
+def test_bad_config_is_rejected():
+    with pytest.raises(ValueError, match="TrainConfig.optimizer='sgd'"):
+        trainer.TrainConfig(optimizer="sgd")
+    with pytest.raises(ValueError, match="TrainConfig.batch_size=0"):
+        trainer.TrainConfig(batch_size=0)
