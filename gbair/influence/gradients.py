@@ -1,0 +1,41 @@
+"""Per-example gradients of a prompt model's loss with respect to its soft prompt.
+
+The backbone is frozen, so a per-example gradient is one [P, E] array and needs no weight
+gradients: one batched backward pass gives all of them. Works for any `PromptModel.loss_fn`
+(MiniLM now, T5 later) whose prompt may be [P, E] or per-example [B, P, E].
+"""
+
+from typing import Any, Callable, Literal, Mapping
+
+import jax
+import jax.numpy as jnp
+
+Method = Literal["vmap", "tiled"]
+LossFn = Callable[[Any, jax.Array, Mapping[str, jax.Array]], jax.Array]
+
+
+def per_example_grads(loss_fn: LossFn, params: Any, prompt: jax.Array, batch: Mapping[str, jax.Array],
+                      *, method: Method = "tiled") -> jax.Array:
+    """d loss_i / d prompt for every example i of `batch` -> [B, P, E] (float32, or the prompt's float64).
+
+    Rows with batch["weight"] == 0 (padding) get zero gradients.
+      tiled: one copy of the prompt per example; the gradient of the summed loss with respect to
+        the [B, P, E] copies is, row by row, each example's own gradient.
+      vmap: jax.vmap(jax.grad(loss of one example)).
+    Both compile to one batched forward + backward pass (see benchmarks/tracin_bench.py).
+    """
+    batch_size = batch["label"].shape[0]
+    out_dtype = jnp.promote_types(prompt.dtype, jnp.float32)
+    weight = batch.get("weight", jnp.ones((batch_size,), out_dtype))
+    if method == "tiled":
+        def total_loss(tiled):
+            return jnp.sum(loss_fn(params, tiled, batch) * weight)
+
+        return jax.grad(total_loss)(jnp.broadcast_to(prompt, (batch_size,) + prompt.shape)).astype(out_dtype)
+    if method == "vmap":
+        def one_loss(prompt, example, w):
+            return loss_fn(params, prompt, jax.tree.map(lambda x: x[None], example))[0] * w
+
+        examples = {k: v for k, v in batch.items() if k != "weight"}
+        return jax.vmap(jax.grad(one_loss), in_axes=(None, 0, 0))(prompt, examples, weight).astype(out_dtype)
+    raise ValueError(f"per_example_grads: method={method!r}, expected 'tiled' or 'vmap'")

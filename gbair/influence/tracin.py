@@ -1,0 +1,231 @@
+"""TracInCP over saved prompt checkpoints: influence, self-influence, influence on a set, top-k.
+
+    TracInCP(z, z') = sum_c lr_c <g_c(z), g_c(z')>,  g_c = d loss / d prompt at checkpoint c.
+
+The training set is streamed in blocks of `batch_size` examples per device; each block is sharded
+over the mesh's `data` axis while the (small) test-side gradients stay replicated, so host memory
+holds one block's scores, never all N x P x E training gradients. Top-k is reduced on each device
+first and then across devices. Multi-host: call `jax.distributed.initialize()` first; every
+process passes the same datasets and gets the same (replicated) results.
+"""
+
+import functools
+import time
+from typing import Literal, NamedTuple, Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from absl import logging
+from jax.sharding import Mesh, NamedSharding, PartitionSpec
+
+from gbair.data.dataset import TextDataset
+from gbair.influence.gradients import Method, per_example_grads
+from gbair.models.classifier import PromptModel
+from gbair.train.checkpoints import PromptCheckpoint
+
+Variant = Literal["dot", "cosine"]
+DATA = "data"
+
+
+class KMostInfluential(NamedTuple):
+    """Per test example, the k training examples with the highest (or, for opponents, lowest) score."""
+
+    indices: np.ndarray  # [T, k] int, training-set indices, most influential first
+    scores: np.ndarray  # [T, k]
+
+
+def projection_matrix(dim_in: int, dim_out: int, seed: int) -> jax.Array:
+    """Gaussian Johnson-Lindenstrauss map [dim_in, dim_out] with entries N(0, 1/dim_out).
+
+    Dot products of projected gradients are unbiased estimates of the originals.
+    """
+    return jax.random.normal(jax.random.key(seed), (dim_in, dim_out), jnp.float32) / np.sqrt(dim_out)
+
+
+def data_mesh() -> Mesh:
+    """All devices (of all processes) along one `data` axis."""
+    return Mesh(np.array(jax.devices()), (DATA,))
+
+
+class TracIn:
+    """TracInCP scores of one prompt model over its saved checkpoints.
+
+    Args:
+      model: the prompt model whose `loss_fn` is differentiated.
+      checkpoints: (prompt, learning_rate) at each saved step; see train.checkpoints.
+      variant: `dot` (TracIn) or `cosine` (gradients normalised per checkpoint, so the same
+        high-gradient-norm examples stop topping every list).
+      batch_size: training examples per device per block.
+      method: per-example gradient kernel, `tiled` or `vmap`.
+      projection_dim: if set, project flattened gradients to this size with a seeded Gaussian map.
+      mesh: a Mesh with a `data` axis; default all devices.
+    """
+
+    def __init__(self, model: PromptModel, checkpoints: Sequence[PromptCheckpoint], *,
+                 variant: Variant = "dot", batch_size: int = 32, method: Method = "tiled",
+                 projection_dim: int | None = None, projection_seed: int = 0, mesh: Mesh | None = None,
+                 log_every_s: float = 30.0):
+        if variant not in ("dot", "cosine"):
+            raise ValueError(f"TracIn: variant={variant!r}, expected 'dot' or 'cosine'")
+        if not checkpoints:
+            raise ValueError("TracIn: no checkpoints given")
+        if batch_size <= 0:
+            raise ValueError(f"TracIn: batch_size={batch_size}, expected > 0")
+        self.model, self.variant, self.method = model, variant, method
+        self.mesh = mesh or data_mesh()
+        self.block_size = batch_size * self.mesh.shape[DATA]
+        self.log_every_s = log_every_s
+        dim = int(np.prod(model.prompt_shape))
+        self._replicated = NamedSharding(self.mesh, PartitionSpec())
+        self._sharded = NamedSharding(self.mesh, PartitionSpec(DATA))
+        self._params = self._put(model.params, self._replicated)
+        prompts = np.stack([np.asarray(c.prompt) for c in checkpoints])
+        self.dtype = np.promote_types(prompts.dtype, np.float32)  # float64 only in oracle tests
+        self._prompts = self._put(prompts.astype(self.dtype), self._replicated)
+        self._rates = np.array([c.learning_rate for c in checkpoints], self.dtype)
+        projection = None if projection_dim is None else np.asarray(
+            projection_matrix(dim, projection_dim, projection_seed))
+        self._projection = None if projection is None else self._put(projection, self._replicated)
+
+    # ---- public scores -------------------------------------------------------------------------
+
+    def gradient_features(self, dataset: TextDataset) -> np.ndarray:
+        """[C, N, d] per-checkpoint gradients of `dataset` (flattened, projected, normalised for cosine)."""
+        blocks = [f[:, :n] for _, n, f in self._stream("gradients", dataset, self._features_fn, ())]
+        return np.concatenate(blocks, axis=1)
+
+    def influence(self, train: TextDataset, test: TextDataset) -> np.ndarray:
+        """[N_train, N_test] TracInCP scores: how much each training example pushes each test loss down."""
+        test_side = self._test_side(test, aggregate=False)
+        return np.concatenate([s[:n] for _, n, s in self._stream("influence", train, self._influence_fn,
+                                                                   (test_side,))])
+
+    def aggregate_influence(self, train: TextDataset, test: TextDataset) -> np.ndarray:
+        """[N_train] influence on the summed loss of the whole `test` set (= row sums of `influence`).
+
+        Test gradients are summed per checkpoint first, so this costs one pass over `train`.
+        """
+        test_side = self._test_side(test, aggregate=True)
+        return np.concatenate([s[:n, 0] for _, n, s in self._stream("aggregate influence", train,
+                                                                      self._influence_fn, (test_side,))])
+
+    def self_influence(self, train: TextDataset) -> np.ndarray:
+        """[N] sum_c lr_c ||g_c(z)||^2 (the diagonal of `influence(train, train)`)."""
+        if self.variant == "cosine":
+            raise ValueError("TracIn.self_influence: with variant='cosine' every score is sum(lr); use 'dot'")
+        return np.concatenate([s[:n] for _, n, s in self._stream("self-influence", train,
+                                                                   self._self_influence_fn, ())])
+
+    def top_k(self, train: TextDataset, test: TextDataset, k: int, *, opponents: bool = False) -> KMostInfluential:
+        """Per test example, the k proponents (highest scores) or opponents (lowest) in `train`."""
+        if not 0 < k <= len(train):
+            raise ValueError(f"TracIn.top_k: k={k}, expected 1..{len(train)} (the training set size)")
+        test_side = self._test_side(test, aggregate=False)
+        sign = self.dtype.type(-1.0 if opponents else 1.0)
+        scores = self._put(np.full((len(test), k), -np.inf, self.dtype), self._replicated)
+        indices = self._put(np.full((len(test), k), -1, np.int32), self._replicated)
+        step = self._top_k_step(k)
+        for begin, batch in self._blocks("top-k", train):
+            scores, indices = step(self._params, self._prompts, self._projection, test_side, batch,
+                                   scores, indices, np.int32(begin), sign)
+        return KMostInfluential(np.asarray(indices), sign * np.asarray(scores))
+
+    # ---- machinery -----------------------------------------------------------------------------
+
+    def _put(self, tree, sharding):
+        """Host arrays -> global arrays (works with several processes: each fills its own shards)."""
+        return jax.tree.map(lambda x: jax.make_array_from_callback(
+            np.shape(x), sharding, lambda index: np.asarray(x)[index]), tree)
+
+    def _blocks(self, what: str, dataset: TextDataset):
+        """Yields (begin, sharded batch) for fixed-size blocks of `dataset`, logging progress."""
+        from gbair.train.trainer import format_seconds, make_batch, pad_indices  # pylint: disable=import-outside-toplevel
+
+        features = self.model.featurize(dataset.texts)
+        start = last_log = time.time()
+        for begin in range(0, len(dataset), self.block_size):
+            indices, weights = pad_indices(np.arange(begin, min(begin + self.block_size, len(dataset))),
+                                           self.block_size)
+            yield begin, self._put(make_batch(features, dataset.labels, indices, weights), self._sharded)
+            done, now = min(begin + self.block_size, len(dataset)), time.time()
+            if now - last_log >= self.log_every_s:
+                rate = done / (now - start)
+                logging.info("TracIn %s: %d/%d examples  %.1f examples/s  ETA %s", what, done, len(dataset),
+                             rate, format_seconds((len(dataset) - done) / rate))
+                last_log = now
+
+    def _stream(self, what, dataset, fn, extra):
+        """Yields (begin, valid count, host output of fn(params, prompts, projection, *extra, batch))."""
+        for begin, batch in self._blocks(what, dataset):
+            out = fn(self._params, self._prompts, self._projection, *extra, batch)
+            yield begin, min(self.block_size, len(dataset) - begin), np.asarray(out)
+
+    @functools.cached_property
+    def _features_fn(self):
+        """jit: block -> [C, B, d] gradient features, replicated on every device."""
+        return jax.jit(self._features, out_shardings=self._replicated)
+
+    def _features(self, params, prompts, projection, batch):
+        def one_checkpoint(prompt):
+            grads = per_example_grads(self.model.loss_fn, params, prompt, batch, method=self.method)
+            flat = grads.reshape(grads.shape[0], -1)
+            if projection is not None:
+                flat = jnp.dot(flat, projection, preferred_element_type=self.dtype)
+            if self.variant == "cosine":
+                flat = flat / jnp.maximum(jnp.linalg.norm(flat, axis=-1, keepdims=True), 1e-30)
+            return flat
+
+        return jax.lax.map(one_checkpoint, prompts)
+
+    @functools.cached_property
+    def _influence_fn(self):
+        """jit: block -> [B, T] scores against the lr-weighted test side."""
+        def scores(params, prompts, projection, test_side, batch):
+            train = self._features(params, prompts, projection, batch)
+            return jnp.einsum("cbd,ctd->bt", train, test_side, preferred_element_type=self.dtype)
+
+        return jax.jit(scores, out_shardings=self._replicated)
+
+    @functools.cached_property
+    def _self_influence_fn(self):
+        def scores(params, prompts, projection, batch):
+            train = self._features(params, prompts, projection, batch)
+            return jnp.einsum("c,cbd,cbd->b", self._rates, train, train, preferred_element_type=self.dtype)
+
+        return jax.jit(scores, out_shardings=self._replicated)
+
+    @functools.lru_cache(maxsize=4)
+    def _top_k_step(self, k: int):
+        """jit: (block, running best [T, k]) -> new running best; per-device top-k, then global."""
+        devices = self.mesh.shape[DATA]
+        local = self.block_size // devices
+
+        def local_top_k(scores, weight):
+            masked = jnp.where(weight[:, None] > 0, scores, -jnp.inf).T  # [T, local]; padding never wins
+            values, rows = jax.lax.top_k(masked, min(k, local))
+            return values[None], (rows + jax.lax.axis_index(DATA) * local)[None]
+
+        sharded_top_k = jax.shard_map(local_top_k, mesh=self.mesh, in_specs=(PartitionSpec(DATA),) * 2,
+                                      out_specs=(PartitionSpec(DATA),) * 2)
+
+        def step(params, prompts, projection, test_side, batch, best_scores, best_indices, begin, sign):
+            train = self._features(params, prompts, projection, batch)
+            scores = sign * jnp.einsum("cbd,ctd->bt", train, test_side, preferred_element_type=self.dtype)
+            values, rows = sharded_top_k(scores, batch["weight"])  # [devices, T, k_local]
+            flat = lambda x: jnp.moveaxis(x, 0, 1).reshape(x.shape[1], -1)  # noqa: E731
+            values = jnp.concatenate([best_scores, flat(values)], axis=-1)
+            rows = jnp.concatenate([best_indices, flat(rows) + begin], axis=-1)
+            top, where = jax.lax.top_k(values, k)
+            return top, jnp.take_along_axis(rows, where, axis=-1)
+
+        return jax.jit(step, out_shardings=(self._replicated, self._replicated))
+
+    def _test_side(self, test: TextDataset, *, aggregate: bool) -> jax.Array:
+        """lr_c * test features [C, T, d] (or their sum over T, [C, 1, d]), replicated."""
+        if len(test) == 0:
+            raise ValueError("TracIn: the test set is empty")
+        features = self.gradient_features(test)
+        if aggregate:
+            features = features.sum(axis=1, keepdims=True)
+        return self._put(features * self._rates[:, None, None], self._replicated)
