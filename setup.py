@@ -8,13 +8,15 @@ setuptools.setup(
     description="TracIn-based label-noise recovery for prompt-tuned models (G-BAIR) in JAX/Flax",
     long_description=open("README.md", encoding="utf-8").read(),
     long_description_content_type="text/markdown",
-    packages=setuptools.find_packages(include=["gbair", "gbair.*"]),
+    packages=setuptools.find_packages(include=["gbair", "gbair.*", "experiments"]),
     python_requires=">=3.10",
     install_requires=[
         "absl-py>=2.1",
+        "cleanlab>=2.6",  # the cleanlab baseline
         "flax>=0.10",
         "gin-config>=0.5",
         "jax>=0.4.35",
+        "matplotlib>=3.8",
         "numpy>=1.26",
         "optax>=0.2.4",
         "orbax-checkpoint>=0.11",
@@ -25,6 +27,6 @@ setuptools.setup(
         # scikit-learn is an independent oracle for gbair's metrics in the tests.
         "test": ["pytest>=8", "scikit-learn>=1.4"],
         # PyTorch peers for benchmarks and the golden-file generators (CPU wheel 2.13.0).
-        "bench": ["torch==2.13.0", "transformers>=4.40"],
+        "bench": ["torch==2.13.0", "transformers>=4.40", "captum>=0.9"],
     },
 )

@@ -2,6 +2,7 @@
 
 import zlib
 
+import gin
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -88,3 +89,23 @@ def brute_force_influence(model, checkpoints, train, test, cosine=False, project
             for j in range(len(test)):
                 total[i, j] += c.learning_rate * float(g_train[i] @ g_test[j])
     return total
+
+
+HAM = ["notes from the project meeting on tuesday", "can you review my patch to the parser",
+       "lunch with the team tomorrow at noon", "the build is green again after the fix"]
+SPAM = ["win a free cruise now click here", "cheap pills no prescription needed",
+        "you have won cash prize claim today", "lowest mortgage rates act now"]
+
+
+def spam_like(n: int, seed: int, prefix: str) -> TextDataset:
+    """Easy ham/spam texts (with a random number) for end-to-end runs on the tiny BERT."""
+    rng = np.random.default_rng(seed)
+    labels = rng.integers(0, 2, n)
+    texts = tuple(f"{rng.choice(SPAM if y else HAM)} {rng.integers(1000)}" for y in labels)
+    return TextDataset(tuple(f"{prefix}/{i}" for i in range(n)), texts, labels, ("toy",) * n, ("ham", "spam"))
+
+
+@gin.configurable
+def toy_spam_splits(train: int = 40, validation: int = 16, test: int = 16) -> dict[str, TextDataset]:
+    return {"train": spam_like(train, 0, "train"), "validation": spam_like(validation, 1, "validation"),
+            "test": spam_like(test, 2, "test")}

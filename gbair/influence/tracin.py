@@ -126,7 +126,7 @@ class TracIn:
         scores = self._put(np.full((len(test), k), -np.inf, self.dtype), self._replicated)
         indices = self._put(np.full((len(test), k), -1, np.int32), self._replicated)
         step = self._top_k_step(k)
-        for begin, batch in self._blocks("top-k", train):
+        for begin, _, batch in self._blocks("top-k", train):
             scores, indices = step(self._params, self._prompts, self._projection, test_side, batch,
                                    scores, indices, np.int32(begin), sign)
         return KMostInfluential(np.asarray(indices), sign * np.asarray(scores))
@@ -139,16 +139,18 @@ class TracIn:
             np.shape(x), sharding, lambda index: np.asarray(x)[index]), tree)
 
     def _blocks(self, what: str, dataset: TextDataset):
-        """Yields (begin, sharded batch) for fixed-size blocks of `dataset`, logging progress."""
+        """Yields (begin, valid rows, sharded batch) for fixed-size blocks of `dataset`, logging progress."""
         from gbair.train.trainer import format_seconds, make_batch, pad_indices  # pylint: disable=import-outside-toplevel
 
         features = self.model.featurize(dataset.texts)
+        devices = self.mesh.shape[DATA]
+        size = min(self.block_size, -(-len(dataset) // devices) * devices)  # small sets: less padding
         start = last_log = time.time()
-        for begin in range(0, len(dataset), self.block_size):
-            indices, weights = pad_indices(np.arange(begin, min(begin + self.block_size, len(dataset))),
-                                           self.block_size)
-            yield begin, self._put(make_batch(features, dataset.labels, indices, weights), self._sharded)
-            done, now = min(begin + self.block_size, len(dataset)), time.time()
+        for begin in range(0, len(dataset), size):
+            indices, weights = pad_indices(np.arange(begin, min(begin + size, len(dataset))), size)
+            done = min(begin + size, len(dataset))
+            yield begin, done - begin, self._put(make_batch(features, dataset.labels, indices, weights), self._sharded)
+            now = time.time()
             if now - last_log >= self.log_every_s:
                 rate = done / (now - start)
                 logging.info("TracIn %s: %d/%d examples  %.1f examples/s  ETA %s", what, done, len(dataset),
@@ -157,9 +159,8 @@ class TracIn:
 
     def _stream(self, what, dataset, fn, extra):
         """Yields (begin, valid count, host output of fn(params, prompts, projection, *extra, batch))."""
-        for begin, batch in self._blocks(what, dataset):
-            out = fn(self._params, self._prompts, self._projection, *extra, batch)
-            yield begin, min(self.block_size, len(dataset) - begin), np.asarray(out)
+        for begin, count, batch in self._blocks(what, dataset):
+            yield begin, count, np.asarray(fn(self._params, self._prompts, self._projection, *extra, batch))
 
     @functools.cached_property
     def _features_fn(self):
@@ -198,10 +199,8 @@ class TracIn:
     @functools.lru_cache(maxsize=4)
     def _top_k_step(self, k: int):
         """jit: (block, running best [T, k]) -> new running best; per-device top-k, then global."""
-        devices = self.mesh.shape[DATA]
-        local = self.block_size // devices
-
         def local_top_k(scores, weight):
+            local = scores.shape[0]
             masked = jnp.where(weight[:, None] > 0, scores, -jnp.inf).T  # [T, local]; padding never wins
             values, rows = jax.lax.top_k(masked, min(k, local))
             return values[None], (rows + jax.lax.axis_index(DATA) * local)[None]

@@ -11,7 +11,7 @@ import json
 import os
 import pathlib
 import time
-from typing import Any, Iterator, Literal
+from typing import Any, Callable, Literal
 
 import gin
 import jax
@@ -66,11 +66,30 @@ class TrainResult:
     wall_time_s: float  # time spent in this call (not in earlier, resumed-from calls)
 
 
-def make_optimizer(config: TrainConfig) -> optax.GradientTransformation:
-    if config.optimizer == "adafactor":
-        return optax.adafactor(config.learning_rate, decay_rate=0.8, multiply_by_parameter_scale=False,
+@functools.lru_cache(maxsize=16)
+def _train_step_fn(loss_fn, optimizer: optax.GradientTransformation):
+    """One compiled step per (model, optimizer), reused by every training run of a sweep."""
+
+    @jax.jit
+    def train_step(params, state, batch):
+        def mean_loss(prompt):
+            losses = loss_fn(params, prompt, batch)
+            return jnp.sum(losses * batch["weight"]) / jnp.maximum(jnp.sum(batch["weight"]), 1.0)
+
+        loss, grad = jax.value_and_grad(mean_loss)(state["prompt"])
+        updates, opt_state = optimizer.update(grad, state["opt_state"], state["prompt"])
+        return {"prompt": optax.apply_updates(state["prompt"], updates), "opt_state": opt_state}, loss
+
+    return train_step
+
+
+@functools.lru_cache(maxsize=16)
+def make_optimizer(name: str, learning_rate: float) -> optax.GradientTransformation:
+    """Cached, so equal settings give the same (hashable) optimizer and share a compiled step."""
+    if name == "adafactor":
+        return optax.adafactor(learning_rate, decay_rate=0.8, multiply_by_parameter_scale=False,
                                clipping_threshold=1.0, weight_decay_rate=1e-5)
-    return optax.adam(config.learning_rate)
+    return optax.adam(learning_rate)
 
 
 def steps_per_epoch(num_examples: int, batch_size: int) -> int:
@@ -112,7 +131,7 @@ def train(model: PromptModel, dataset: TextDataset, config: TrainConfig,
           checkpoint_dir: os.PathLike | None = None) -> TrainResult:
     """Tunes a fresh prompt (from `config.seed`) on `dataset`; resumes from `checkpoint_dir` if it has state."""
     start_time = time.time()
-    optimizer = make_optimizer(config)
+    optimizer = make_optimizer(config.optimizer, config.learning_rate)
     features = model.featurize(dataset.texts)
     total_steps = steps_per_epoch(len(dataset), config.batch_size) * config.num_epochs
     every = config.checkpoint_every or steps_per_epoch(len(dataset), config.batch_size)
@@ -132,16 +151,7 @@ def train(model: PromptModel, dataset: TextDataset, config: TrainConfig,
         saved = list(mngr.all_steps())
         logging.info("Resuming from step %d of %d (%s)", first_step, total_steps, checkpoint_dir)
 
-    @jax.jit
-    def train_step(params, state, batch):
-        def mean_loss(prompt):
-            losses = model.loss_fn(params, prompt, batch)
-            return jnp.sum(losses * batch["weight"]) / jnp.maximum(jnp.sum(batch["weight"]), 1.0)
-
-        loss, grad = jax.value_and_grad(mean_loss)(state["prompt"])
-        updates, opt_state = optimizer.update(grad, state["opt_state"], state["prompt"])
-        return {"prompt": optax.apply_updates(state["prompt"], updates), "opt_state": opt_state}, loss
-
+    train_step = _train_step_fn(model.loss_fn, optimizer)
     progress = Progress(total_steps, first_step, config.batch_size, config.log_every)
     for step in range(first_step, total_steps):
         batch = make_batch(features, dataset.labels, *batch_indices(len(dataset), config, step))
@@ -179,22 +189,44 @@ def format_seconds(seconds: float) -> str:
     return f"{minutes}m{secs:02d}s" if minutes else f"{secs}s"
 
 
-@functools.lru_cache(maxsize=16)
-def _probabilities_fn(logits_fn):
-    """One compiled softmax(logits) per model, shared by every predict call."""
-    return jax.jit(lambda params, prompt, batch: jax.nn.softmax(logits_fn(params, prompt, batch)))
+@functools.lru_cache(maxsize=32)
+def _jit(fn: Callable) -> Callable:
+    """One compiled version per model function, shared by every call."""
+    return jax.jit(fn)
+
+
+@functools.lru_cache(maxsize=32)
+def _softmax_logits(logits_fn: Callable) -> Callable:
+    return functools.partial(_apply_softmax, logits_fn)
+
+
+def _apply_softmax(logits_fn, params, prompt, batch):
+    return jax.nn.softmax(logits_fn(params, prompt, batch))
+
+
+def map_batches(fn: Callable, model: PromptModel, prompt: Any, dataset: TextDataset,
+                batch_size: int = 64) -> np.ndarray:
+    """fn(params, prompt, batch) -> [B, ...] over `dataset` in fixed-shape (padded) batches."""
+    features = model.featurize(dataset.texts)
+    compiled = _jit(fn)
+    out = []
+    for begin in range(0, len(dataset), batch_size):
+        indices, weights = pad_indices(np.arange(begin, min(begin + batch_size, len(dataset))), batch_size)
+        batch = make_batch(features, dataset.labels, indices, weights)
+        out.append(np.asarray(compiled(model.params, prompt, batch))[: len(dataset) - begin])
+    return np.concatenate(out)
 
 
 def predict(model: PromptModel, prompt: Any, dataset: TextDataset, batch_size: int = 64) -> np.ndarray:
-    """Class probabilities [N, C] (softmax of the model's class scores), in fixed-shape batches."""
-    features = model.featurize(dataset.texts)
-    probabilities = _probabilities_fn(model.logits_fn)
-    out = []
-    for begin in range(0, len(dataset), batch_size):
-        indices, _ = pad_indices(np.arange(begin, min(begin + batch_size, len(dataset))), batch_size)
-        batch = {k: v[indices] for k, v in features.items()}
-        out.append(np.asarray(probabilities(model.params, prompt, batch))[: len(dataset) - begin])
-    return np.concatenate(out) if out else np.zeros((0, len(model.class_names)), np.float32)
+    """Class probabilities [N, C] (softmax of the model's class scores)."""
+    if len(dataset) == 0:
+        return np.zeros((0, len(model.class_names)), np.float32)
+    return map_batches(_softmax_logits(model.logits_fn), model, prompt, dataset, batch_size)
+
+
+def example_losses(model: PromptModel, prompt: Any, dataset: TextDataset, batch_size: int = 64) -> np.ndarray:
+    """Per-example training loss [N] of `dataset`'s (possibly noisy) labels."""
+    return map_batches(model.loss_fn, model, prompt, dataset, batch_size)
 
 
 def evaluate(model: PromptModel, prompt: Any, dataset: TextDataset, batch_size: int = 64) -> dict[str, Any]:

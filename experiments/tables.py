@@ -1,0 +1,258 @@
+"""Paper-style tables and recovery curves from WORKDIR/results.csv.
+
+results.csv has one row per (dataset, strategy, corruption_rate, seed, iteration). Iteration 0 is the
+model trained on the corrupted labels, before any cleaning; strategy `clean` (trained on the true
+labels) has only an iteration-0 row. Cells are "mean ± std" over seeds: std is the sample standard
+deviation (ddof=1) when a cell has two or more seeds; a single-seed cell shows the mean alone
+("0.912"), because one run has no spread and "± 0.000" would claim there is none.
+
+    python -m experiments.tables WORKDIR [--metric test_f1]
+"""
+
+import argparse
+import csv
+import io
+import math
+import os
+import pathlib
+import statistics
+from collections import defaultdict
+
+from gbair import atomic
+
+COLUMNS: tuple[str, ...] = (
+    "dataset", "strategy", "corruption_rate", "seed", "iteration", "n_train", "n_flagged",
+    "n_flagged_corrupted", "n_corrupted_remaining", "test_accuracy", "test_f1", "test_auc", "wall_time_s")
+_INT_COLUMNS = ("seed", "iteration", "n_train", "n_flagged", "n_flagged_corrupted", "n_corrupted_remaining")
+_FLOAT_COLUMNS = ("corruption_rate", "test_accuracy", "test_f1", "wall_time_s")
+METRICS: tuple[str, ...] = ("test_f1", "test_accuracy", "test_auc")
+CLEAN = "clean"
+# Known cleaning strategies in display order; oracle (flags exactly the corrupted labels) comes last
+# as the upper bound on detection. Unknown strategies follow, alphabetically.
+STRATEGY_ORDER: tuple[str, ...] = (
+    "tracin", "tracin_cosine", "self_influence", "loss", "random", "cleanlab", "oracle")
+MISSING = "-"
+
+Row = dict  # one validated results.csv row: str / int / float values, test_auc may be None
+Cell = tuple[str, float]  # (dataset, corruption_rate)
+
+
+def _parse(path: os.PathLike, line: int, column: str, value: str, kind: type) -> int | float:
+    try:
+        number = kind(value)
+    except ValueError:
+        raise ValueError(f"{path}:{line}: column {column!r} has value {value!r}, expected "
+                         f"{'an integer' if kind is int else 'a number'}") from None
+    if kind is float and not math.isfinite(number):
+        raise ValueError(f"{path}:{line}: column {column!r} has value {value!r}, expected a finite number")
+    if kind is int and number < 0:
+        raise ValueError(f"{path}:{line}: column {column!r} has value {value!r}, expected an integer >= 0")
+    return number
+
+
+def load_results(path: os.PathLike) -> list[Row]:
+    """Read and check results.csv, so a malformed file fails here with its line, not deep in a plot.
+
+    Numbers are parsed (ints, finite floats); an empty or "nan" test_auc becomes None (AUC is undefined
+    when a test split has one class). Also rejected: duplicate rows, iteration-0 rows with n_flagged > 0,
+    `clean` rows past iteration 0, and n_flagged_corrupted > n_flagged.
+    """
+    path = pathlib.Path(path)
+    with open(path, newline="", encoding="utf-8") as f:
+        reader = csv.DictReader(f)
+        header = reader.fieldnames or []
+        for column in COLUMNS:
+            if column not in header:
+                raise ValueError(f"{path}: missing column {column!r} (header is {', '.join(header) or 'empty'})")
+        rows, seen = [], {}
+        for raw in reader:
+            line = reader.line_num
+            if None in raw or any(raw[c] is None for c in COLUMNS):
+                n = sum(v is not None for k, v in raw.items() if k is not None) + len(raw.get(None) or [])
+                raise ValueError(f"{path}:{line}: has {n} fields, expected {len(header)} as in the header")
+            row: Row = {"dataset": raw["dataset"].strip(), "strategy": raw["strategy"].strip()}
+            for column in ("dataset", "strategy"):
+                if not row[column]:
+                    raise ValueError(f"{path}:{line}: column {column!r} is empty, expected a name")
+            for column in _INT_COLUMNS:
+                row[column] = _parse(path, line, column, raw[column].strip(), int)
+            for column in _FLOAT_COLUMNS:
+                row[column] = _parse(path, line, column, raw[column].strip(), float)
+            auc = raw["test_auc"].strip()
+            row["test_auc"] = None if auc.lower() in ("", "nan") else _parse(path, line, "test_auc", auc, float)
+            key = tuple(row[c] for c in ("dataset", "strategy", "corruption_rate", "seed", "iteration"))
+            if key in seen:
+                raise ValueError(f"{path}:{line}: duplicate row for dataset={key[0]!r} strategy={key[1]!r} "
+                                 f"corruption_rate={key[2]:g} seed={key[3]} iteration={key[4]} "
+                                 f"(first at line {seen[key]})")
+            seen[key] = line
+            if row["iteration"] == 0 and row["n_flagged"] != 0:
+                raise ValueError(f"{path}:{line}: column 'n_flagged' has value {row['n_flagged']} at "
+                                 "iteration 0, expected 0 (nothing is flagged before cleaning)")
+            if row["strategy"] == CLEAN and row["iteration"] != 0:
+                raise ValueError(f"{path}:{line}: column 'iteration' has value {row['iteration']} for "
+                                 f"strategy 'clean', expected 0")
+            if row["n_flagged_corrupted"] > row["n_flagged"]:
+                raise ValueError(f"{path}:{line}: column 'n_flagged_corrupted' has value "
+                                 f"{row['n_flagged_corrupted']}, expected <= n_flagged ({row['n_flagged']})")
+            rows.append(row)
+    return rows
+
+
+def strategies(rows: list[Row]) -> list[str]:
+    """Cleaning strategies present (everything but `clean`), in STRATEGY_ORDER then alphabetical."""
+    present = {r["strategy"] for r in rows} - {CLEAN}
+    known = [s for s in STRATEGY_ORDER if s in present]
+    return known + sorted(present - set(known))
+
+
+def cells(rows: list[Row]) -> list[Cell]:
+    """(dataset, corruption_rate) pairs present, sorted: the table rows and the plot panels."""
+    return sorted({(r["dataset"], r["corruption_rate"]) for r in rows})
+
+
+def mean_std(values: list[float]) -> tuple[float, float | None]:
+    """Mean and sample std (ddof=1); std is None for a single value, which has no spread."""
+    if not values:
+        raise ValueError("mean_std: expected at least one value")
+    return statistics.fmean(values), (statistics.stdev(values) if len(values) > 1 else None)
+
+
+def format_cell(values: list[float]) -> str:
+    """'mean ± std' with 3 decimals; the mean alone for one seed; '-' for none."""
+    if not values:
+        return MISSING
+    mean, std = mean_std(values)
+    return f"{mean:.3f}" if std is None else f"{mean:.3f} ± {std:.3f}"
+
+
+def corrupted_rows(rows: list[Row]) -> dict[tuple[str, float, int], Row]:
+    """Iteration-0 row per (dataset, rate, seed): the model trained on the corrupted labels.
+
+    Every cleaning strategy repeats it; the first strategy in display order supplies it.
+    """
+    out: dict[tuple[str, float, int], Row] = {}
+    order = {s: i for i, s in enumerate(strategies(rows))}
+    for r in sorted((r for r in rows if r["iteration"] == 0 and r["strategy"] != CLEAN),
+                    key=lambda r: order[r["strategy"]]):
+        out.setdefault((r["dataset"], r["corruption_rate"], r["seed"]), r)
+    return out
+
+
+def metric_values(rows: list[Row], metric: str, dataset: str, rate: float, strategy: str,
+                  iteration: int) -> list[float]:
+    """The metric over seeds for one (dataset, rate, strategy, iteration), skipping missing AUCs."""
+    values = [r[metric] for r in rows if r["dataset"] == dataset and r["corruption_rate"] == rate
+              and r["strategy"] == strategy and r["iteration"] == iteration]
+    return [v for v in values if v is not None]
+
+
+def _check_metric(metric: str) -> None:
+    if metric not in METRICS:
+        raise ValueError(f"metric {metric!r} is not one of {', '.join(METRICS)}")
+
+
+def paper_table(rows: list[Row], metric: str = "test_f1") -> tuple[list[str], list[list[str]]]:
+    """The paper's table: one row per dataset x corruption rate; columns clean, corrupted, then
+    `<strategy> it<t>` for each cleaning strategy and iteration t >= 1 present anywhere in the file.
+
+    Cells are mean ± std over seeds (see the module docstring); a cell with no runs is '-'.
+    """
+    _check_metric(metric)
+    iterations = {s: sorted({r["iteration"] for r in rows if r["strategy"] == s and r["iteration"] >= 1})
+                  for s in strategies(rows)}
+    columns = [(s, t) for s in strategies(rows) for t in iterations[s]]
+    header = ["dataset", "corruption_rate", "clean", "corrupted"] + [f"{s} it{t}" for s, t in columns]
+    base = corrupted_rows(rows)
+    body = []
+    for dataset, rate in cells(rows):
+        corrupted = [r[metric] for (d, c, _), r in sorted(base.items())
+                     if d == dataset and c == rate and r[metric] is not None]
+        line = [dataset, f"{rate:g}", format_cell(metric_values(rows, metric, dataset, rate, CLEAN, 0)),
+                format_cell(corrupted)]
+        line += [format_cell(metric_values(rows, metric, dataset, rate, s, t)) for s, t in columns]
+        body.append(line)
+    return header, body
+
+
+def to_markdown(header: list[str], body: list[list[str]]) -> str:
+    """A GitHub markdown table; the two key columns left-aligned, the numbers right-aligned."""
+    escape = lambda cell: cell.replace("|", "\\|")  # noqa: E731
+    lines = ["| " + " | ".join(escape(h) for h in header) + " |",
+             "|" + "|".join(":---" if i < 2 else "---:" for i in range(len(header))) + "|"]
+    lines += ["| " + " | ".join(escape(c) for c in line) + " |" for line in body]
+    return "\n".join(lines) + "\n"
+
+
+def to_csv(header: list[str], body: list[list[str]]) -> str:
+    """The same table as CSV text (cells keep their 'mean ± std' strings)."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(header)
+    writer.writerows(body)
+    return buffer.getvalue()
+
+
+def write_table(rows: list[Row], workdir: os.PathLike, metric: str = "test_f1") -> str:
+    """Write WORKDIR/table_<metric>.md and .csv atomically; return the markdown."""
+    header, body = paper_table(rows, metric)
+    markdown = to_markdown(header, body)
+    workdir = pathlib.Path(workdir)
+    atomic.write_text(workdir / f"table_{metric}.md", markdown)
+    atomic.write_text(workdir / f"table_{metric}.csv", to_csv(header, body))
+    return markdown
+
+
+def recovery_curve(rows: list[Row], strategy: str) -> dict[Cell, list[tuple[float, float]]]:
+    """Per (dataset, rate): (fraction of training data flagged, fraction of corrupted labels found)
+    after each iteration, averaged over seeds, starting at (0, 0).
+
+    Both are cumulative and relative to iteration 0 (n_train and n_corrupted_remaining there), so a
+    random flagger lies on the diagonal in expectation. Seeds are averaged point by point up to the
+    last iteration every seed reached; cells with no corrupted labels (rate 0) are left out.
+    """
+    base = corrupted_rows(rows)
+    runs: dict[tuple[str, float, int], dict[int, Row]] = defaultdict(dict)
+    for r in rows:
+        if r["strategy"] == strategy:
+            runs[(r["dataset"], r["corruption_rate"], r["seed"])][r["iteration"]] = r
+    if strategy == CLEAN or not runs:
+        raise ValueError(f"recovery_curve: strategy {strategy!r} has no cleaning runs "
+                         f"(present: {', '.join(strategies(rows)) or 'none'})")
+    per_cell: dict[Cell, list[list[tuple[float, float]]]] = defaultdict(list)
+    for (dataset, rate, seed), by_iteration in sorted(runs.items()):
+        start = by_iteration.get(0) or base.get((dataset, rate, seed))
+        if start is None:
+            raise ValueError(f"recovery_curve: no iteration-0 row for dataset={dataset!r} "
+                             f"corruption_rate={rate:g} seed={seed}, expected one to count corrupted labels")
+        last = max(by_iteration)
+        gaps = [t for t in range(1, last + 1) if t not in by_iteration]
+        if gaps:
+            raise ValueError(f"recovery_curve: strategy {strategy!r} dataset={dataset!r} corruption_rate={rate:g} "
+                             f"seed={seed} lacks iteration {gaps[0]}, expected iterations 1..{last}")
+        if start["n_corrupted_remaining"] == 0 or start["n_train"] == 0:
+            continue
+        points, flagged, found = [(0.0, 0.0)], 0, 0
+        for t in range(1, last + 1):
+            flagged += by_iteration[t]["n_flagged"]
+            found += by_iteration[t]["n_flagged_corrupted"]
+            points.append((flagged / start["n_train"], found / start["n_corrupted_remaining"]))
+        per_cell[(dataset, rate)].append(points)
+    curves = {}
+    for cell, seeds in sorted(per_cell.items()):
+        length = min(len(points) for points in seeds)
+        curves[cell] = [(statistics.fmean(p[t][0] for p in seeds), statistics.fmean(p[t][1] for p in seeds))
+                        for t in range(length)]
+    return curves
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m experiments.tables", description=__doc__.split("\n")[0])
+    parser.add_argument("workdir", help="directory holding results.csv; the tables are written next to it")
+    parser.add_argument("--metric", default="test_f1", choices=METRICS)
+    args = parser.parse_args(argv)
+    print(write_table(load_results(pathlib.Path(args.workdir) / "results.csv"), args.workdir, args.metric), end="")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,240 @@
+"""The G-BAIR loop and resumable sweeps over datasets x corruption rates x seeds x strategies.
+
+Per (dataset, rate, seed): corrupt the training labels, train on them once (iteration 0, shared by
+every strategy), train once on the true labels (`clean`), then per strategy and t = 1..T: find the
+misclassified validation examples V, flag k training examples, remove or relabel them, retrain a
+fresh prompt with the same seed, evaluate. Stops early when V is empty.
+
+On disk, WORKDIR/cells/<dataset>/rate=<r>/seed=<s>/ holds one folder per training run
+(resumable Orbax checkpoints) and a small JSON per finished iteration; a strategy's rows are
+written (atomically) to done.json when it finishes, and results.csv is rebuilt from those. So a
+rerun skips finished work, resumes the rest, and never duplicates or loses a row.
+"""
+
+import csv
+import dataclasses
+import io
+import itertools
+import json
+import pathlib
+import time
+from typing import Any, Literal, Mapping, Sequence
+
+import gin
+import numpy as np
+from absl import logging
+
+from gbair import atomic
+from gbair.data.corruption import corrupt_labels
+from gbair.data.dataset import TextDataset
+from gbair.models.classifier import PromptModel
+from gbair.recovery import strategies
+from gbair.train import checkpoints as prompt_checkpoints
+from gbair.train import trainer
+
+COLUMNS = ("dataset", "strategy", "corruption_rate", "seed", "iteration", "n_train", "n_flagged",
+           "n_flagged_corrupted", "n_corrupted_remaining", "test_accuracy", "test_f1", "test_auc", "wall_time_s")
+
+
+@gin.configurable
+@dataclasses.dataclass(frozen=True)
+class RecoveryConfig:
+    """How each G-BAIR iteration cleans the training set.
+
+    iterations: T, cleaning rounds after iteration 0.
+    flag_fraction: k as a fraction of the current training set (used when flag_count is 0).
+    flag_count: k as a count.
+    action: `remove` the flagged examples or `relabel` them (to the model's most likely other class).
+    stratified_corruption: flip labels in proportion to class sizes.
+    """
+
+    iterations: int = 2
+    flag_fraction: float = 0.1
+    flag_count: int = 0
+    action: Literal["remove", "relabel"] = "remove"
+    stratified_corruption: bool = False
+    tracin_batch_size: int = 32
+
+    def __post_init__(self):
+        if self.action not in ("remove", "relabel"):
+            raise ValueError(f"RecoveryConfig.action={self.action!r}, expected 'remove' or 'relabel'")
+        if self.iterations < 0 or self.flag_count < 0 or not 0 <= self.flag_fraction <= 1:
+            raise ValueError(f"RecoveryConfig: iterations={self.iterations}, flag_count={self.flag_count}, "
+                             f"flag_fraction={self.flag_fraction}; expected >= 0, >= 0 and in [0, 1]")
+
+    def k(self, n_train: int) -> int:
+        return min(n_train, self.flag_count or int(round(self.flag_fraction * n_train)))
+
+
+@dataclasses.dataclass(frozen=True)
+class Cell:
+    dataset: str
+    rate: float
+    seed: int
+
+    @property
+    def path(self) -> pathlib.Path:
+        return pathlib.Path("cells") / self.dataset / f"rate={self.rate:g}" / f"seed={self.seed}"
+
+    def row(self, strategy: str, iteration: int, **values) -> dict[str, Any]:
+        return {"dataset": self.dataset, "strategy": strategy, "corruption_rate": self.rate, "seed": self.seed,
+                "iteration": iteration, **values}
+
+
+class Sweep:
+    """Runs and records cells; see the module docstring for the on-disk layout."""
+
+    def __init__(self, workdir: str | pathlib.Path, model: PromptModel, train_config: trainer.TrainConfig,
+                 recovery: RecoveryConfig, total_runs: int):
+        self.workdir, self.model = pathlib.Path(workdir), model
+        self.train_config, self.recovery = train_config, recovery
+        self.total_runs, self.runs_done, self.run_seconds = total_runs, 0, 0.0
+
+    # ---- one training run ----------------------------------------------------------------------
+
+    def fit(self, train: TextDataset, directory: pathlib.Path, seed: int) -> list[prompt_checkpoints.PromptCheckpoint]:
+        """Trains a fresh prompt (resuming from `directory`); returns its checkpoints, last = final."""
+        start = time.time()
+        config = dataclasses.replace(self.train_config, seed=seed)
+        trainer.train(self.model, train, config, self.workdir / directory / "checkpoints")
+        self.runs_done += 1
+        self.run_seconds += time.time() - start
+        remaining = (self.total_runs - self.runs_done) * self.run_seconds / self.runs_done
+        logging.info("training run %d/%d done (%s); ETA %s", self.runs_done, self.total_runs, directory,
+                     trainer.format_seconds(remaining))
+        return prompt_checkpoints.load_prompt_checkpoints(self.workdir / directory / "checkpoints")
+
+    def test_metrics(self, prompt: np.ndarray, test: TextDataset) -> dict[str, Any]:
+        metrics = trainer.evaluate(self.model, prompt, test, self.train_config.eval_batch_size)
+        return {f"test_{k}": v for k, v in metrics.items()}
+
+    def cached_run(self, directory: pathlib.Path, train: TextDataset, test: TextDataset, seed: int,
+                   extra: dict) -> dict:
+        """fit + test metrics, remembered in directory/run.json."""
+        record_path = self.workdir / directory / "run.json"
+        if record_path.exists():
+            return json.loads(record_path.read_text())
+        start = time.time()
+        final = self.fit(train, directory, seed)[-1]
+        record = {**extra, "n_train": len(train), **self.test_metrics(final.prompt, test),
+                  "wall_time_s": round(time.time() - start, 3)}
+        atomic.write_json(record_path, record)
+        return record
+
+    # ---- one cell --------------------------------------------------------------------------------
+
+    def run_cell(self, cell: Cell, splits: Mapping[str, TextDataset], strategy_names: Sequence[str]) -> None:
+        clean_train, validation, test = splits["train"], splits["validation"], splits["test"]
+        noisy_train, flipped = corrupt_labels(clean_train, cell.rate, seed=cell.seed,
+                                              stratified=self.recovery.stratified_corruption)
+        base = {"n_flagged": 0, "n_flagged_corrupted": 0}
+        corrupted = self.cached_run(cell.path / "corrupted", noisy_train, test, cell.seed,
+                                    {**base, "n_corrupted_remaining": int(flipped.sum())})
+        for name in strategy_names:
+            done = self.workdir / cell.path / name / "done.json"
+            if done.exists():
+                continue
+            if name == "clean":
+                rows = [cell.row("clean", 0, **self.cached_run(cell.path / "clean", clean_train, test, cell.seed,
+                                                                 {**base, "n_corrupted_remaining": 0}))]
+            else:
+                rows = [cell.row(name, 0, **corrupted)] + self.iterate(cell, name, clean_train, noisy_train,
+                                                                       validation, test)
+            atomic.write_json(done, rows)
+            self.write_results()
+
+    def iterate(self, cell: Cell, name: str, clean_train: TextDataset, noisy_train: TextDataset,
+                validation: TextDataset, test: TextDataset) -> list[dict]:
+        """Iterations 1..T of one strategy, resuming after the last finished one."""
+        true_label = dict(zip(clean_train.ids, clean_train.labels.tolist()))
+        position = {example_id: i for i, example_id in enumerate(noisy_train.ids)}
+        train, previous, rows = noisy_train, cell.path / "corrupted", []
+        for t in range(1, self.recovery.iterations + 1):
+            directory = cell.path / name / f"it{t}"
+            state_path = self.workdir / directory / "state.json"
+            if state_path.exists():  # finished before an interruption: restore, do not redo
+                state = json.loads(state_path.read_text())
+                rows.append(state["row"])
+                train = noisy_train.subset([position[i] for i in state["ids"]]).with_labels(state["labels"])
+                previous = directory
+                continue
+            start = time.time()
+            checkpoints = prompt_checkpoints.load_prompt_checkpoints(self.workdir / previous / "checkpoints")
+            wrong = trainer.predict(self.model, checkpoints[-1].prompt, validation).argmax(1) != validation.labels
+            if not wrong.any():
+                logging.info("%s %s: no misclassified validation examples; stopping at iteration %d",
+                             cell, name, t - 1)
+                break
+            is_corrupted = train.labels != np.array([true_label[i] for i in train.ids])
+            context = strategies.SelectionContext(
+                model=self.model, train=train, checkpoints=checkpoints,
+                misclassified=validation.subset(np.flatnonzero(wrong)), corrupted=is_corrupted, seed=cell.seed,
+                fit=lambda data, run: self.fit(data, directory / run, cell.seed)[-1].prompt,
+                batch_size=self.recovery.tracin_batch_size)
+            flagged = strategies.select(name, context, self.recovery.k(len(train)))
+            train = self.apply(train, flagged, checkpoints[-1].prompt)
+            self.fit(train, directory, cell.seed)
+            final = prompt_checkpoints.load_prompt_checkpoints(self.workdir / directory / "checkpoints")[-1]
+            remaining = int((train.labels != np.array([true_label[i] for i in train.ids])).sum())
+            row = cell.row(name, t, n_train=len(train), n_flagged=len(flagged),
+                           n_flagged_corrupted=int(is_corrupted[flagged].sum()), n_corrupted_remaining=remaining,
+                           **self.test_metrics(final.prompt, test), wall_time_s=round(time.time() - start, 3))
+            logging.info("%s %s iteration %d: flagged %d (%d corrupted), test f1 %.4f", cell, name, t,
+                         len(flagged), row["n_flagged_corrupted"], row["test_f1"])
+            atomic.write_json(state_path, {"row": row, "ids": list(train.ids), "labels": train.labels.tolist()})
+            rows.append(row)
+            previous = directory
+        return rows
+
+    def apply(self, train: TextDataset, flagged: np.ndarray, prompt: np.ndarray) -> TextDataset:
+        """Removes the flagged examples, or relabels each to the model's most likely other class."""
+        if self.recovery.action == "remove":
+            return train.subset(np.setdiff1d(np.arange(len(train)), flagged))
+        probabilities = trainer.predict(self.model, prompt, train.subset(flagged))
+        probabilities[np.arange(len(flagged)), train.labels[flagged]] = -1.0
+        labels = train.labels.copy()
+        labels[flagged] = probabilities.argmax(1)
+        return train.with_labels(labels)
+
+    # ---- results ---------------------------------------------------------------------------------
+
+    def write_results(self) -> pathlib.Path:
+        """Rebuilds results.csv from every finished strategy's done.json, in a fixed order."""
+        rows = [row for path in sorted((self.workdir / "cells").glob("*/*/*/*/done.json"))
+                for row in json.loads(path.read_text())]
+        order = {name: i for i, name in enumerate(strategies.BOUNDS + tuple(strategies.STRATEGIES))}
+        rows.sort(key=lambda r: (r["dataset"], r["corruption_rate"], r["seed"], order.get(r["strategy"], 99),
+                                 r["strategy"], r["iteration"]))
+        out = io.StringIO()
+        writer = csv.DictWriter(out, COLUMNS, lineterminator="\n")
+        writer.writeheader()
+        writer.writerows({k: ("" if row[k] is None else row[k]) for k in COLUMNS} for row in rows)
+        atomic.write_text(self.workdir / "results.csv", out.getvalue())
+        return self.workdir / "results.csv"
+
+
+@gin.configurable
+def sweep(workdir: str, *, datasets: Mapping[str, Mapping[str, TextDataset]] = gin.REQUIRED,
+          model: PromptModel = gin.REQUIRED, corruption_rates: Sequence[float] = gin.REQUIRED,
+          seeds: Sequence[int] = (0,), strategy_names: Sequence[str] = gin.REQUIRED,
+          train_config: trainer.TrainConfig = trainer.TrainConfig(),
+          recovery: RecoveryConfig = RecoveryConfig()) -> str:
+    """The main G-BAIR job: every (dataset, rate, seed, strategy) cell; returns the results table."""
+    from experiments import report  # pylint: disable=import-outside-toplevel
+
+    unknown = [s for s in strategy_names if s not in strategies.STRATEGIES and s not in strategies.BOUNDS]
+    if unknown:
+        raise ValueError(f"sweep.strategy_names: unknown {unknown}, expected from "
+                         f"{list(strategies.BOUNDS) + list(strategies.STRATEGIES)}")
+    cells = [Cell(d, float(r), int(s)) for d, r, s in itertools.product(datasets, corruption_rates, seeds)]
+    runs_per_cell = 1 + sum(1 if s == "clean" else recovery.iterations * (4 if s == "cleanlab" else 1)
+                            for s in strategy_names)
+    run = Sweep(workdir, model, train_config, recovery, total_runs=len(cells) * runs_per_cell)
+    for i, cell in enumerate(cells, 1):
+        logging.info("cell %d/%d: %s rate=%g seed=%d, strategies %s", i, len(cells), cell.dataset, cell.rate,
+                     cell.seed, ", ".join(strategy_names))
+        run.run_cell(cell, datasets[cell.dataset], strategy_names)
+    results = run.write_results()
+    table = report.write_report(workdir)
+    print(f"\nResults: {results}\n\n{table}")
+    return table

@@ -1,0 +1,168 @@
+"""experiments/: paper table cells, recovery curves, plots and CLIs on a hand-computed results.csv."""
+
+import csv
+import pathlib
+import subprocess
+import sys
+
+import pytest
+
+from experiments import plots, report, tables
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+# (strategy, rate, seed, iteration, n_flagged, n_flagged_corrupted, test_f1); n_train is 100 at every
+# iteration, 10 (rate 0.1) or 20 (rate 0.2) corrupted labels at iteration 0.
+RUNS = [
+    ("clean", 0.1, 0, 0, 0, 0, 0.95), ("clean", 0.1, 1, 0, 0, 0, 0.93),
+    ("clean", 0.2, 0, 0, 0, 0, 0.92), ("clean", 0.2, 1, 0, 0, 0, 0.96),
+]
+for _strategy, _its in {
+    "tracin": {(0.1, 0): [(5, 4, 0.86), (5, 3, 0.91)], (0.1, 1): [(5, 5, 0.90), (5, 2, 0.91)],
+               (0.2, 0): [(5, 5, 0.78), (5, 4, 0.85)], (0.2, 1): [(5, 4, 0.84), (5, 5, 0.89)]},
+    "random": {(0.1, 0): [(5, 1, 0.81), (5, 0, 0.82)], (0.1, 1): [(5, 0, 0.83), (5, 1, 0.80)],
+               (0.2, 0): [(5, 1, 0.71), (5, 1, 0.72)], (0.2, 1): [(5, 2, 0.75), (5, 0, 0.78)]},
+}.items():
+    for (_rate, _seed), _steps in _its.items():
+        _corrupted_f1 = {(0.1, 0): 0.80, (0.1, 1): 0.84, (0.2, 0): 0.70, (0.2, 1): 0.76}[(_rate, _seed)]
+        RUNS.append((_strategy, _rate, _seed, 0, 0, 0, _corrupted_f1))
+        RUNS += [(_strategy, _rate, _seed, t + 1, *step) for t, step in enumerate(_steps)]
+
+
+def write_results(path: pathlib.Path, runs=RUNS, drop: tuple[str, ...] = ()) -> pathlib.Path:
+    columns = [c for c in tables.COLUMNS if c not in drop]
+    remaining: dict[tuple, int] = {}
+    with open(path, "w", newline="", encoding="utf-8") as f:
+        writer = csv.DictWriter(f, fieldnames=columns, extrasaction="ignore")
+        writer.writeheader()
+        for strategy, rate, seed, it, flagged, found, f1 in runs:
+            key = (strategy, rate, seed)
+            remaining[key] = (round(rate * 100) if it == 0 else remaining[key]) - found
+            writer.writerow({
+                "dataset": "spam", "strategy": strategy, "corruption_rate": rate, "seed": seed,
+                "iteration": it, "n_train": 100, "n_flagged": flagged, "n_flagged_corrupted": found,
+                "n_corrupted_remaining": 0 if strategy == "clean" else remaining[key],
+                "test_accuracy": round(f1 + 0.05, 4), "test_f1": f1,
+                "test_auc": "" if seed == 1 else round(f1 + 0.02, 4), "wall_time_s": 12.5})
+    return path
+
+
+def close(points: list[tuple[float, float]], expected: list[tuple[float, float]]) -> bool:
+    """Equal point by point up to float rounding (pytest.approx takes no nested tuples)."""
+    return len(points) == len(expected) and all(
+        (x, y) == pytest.approx(e, abs=1e-12) for (x, y), e in zip(points, expected))
+
+
+@pytest.fixture
+def workdir(tmp_path) -> pathlib.Path:
+    write_results(tmp_path / "results.csv")
+    return tmp_path
+
+
+EXPECTED_F1_MARKDOWN = """\
+| dataset | corruption_rate | clean | corrupted | tracin it1 | tracin it2 | random it1 | random it2 |
+|:---|:---|---:|---:|---:|---:|---:|---:|
+| spam | 0.1 | 0.940 ± 0.014 | 0.820 ± 0.028 | 0.880 ± 0.028 | 0.910 ± 0.000 | 0.820 ± 0.014 | 0.810 ± 0.014 |
+| spam | 0.2 | 0.940 ± 0.028 | 0.730 ± 0.042 | 0.810 ± 0.042 | 0.870 ± 0.028 | 0.730 ± 0.028 | 0.750 ± 0.042 |
+"""
+
+
+def test_paper_table_cells_are_mean_and_sample_std_over_seeds(workdir):
+    header, body = tables.paper_table(tables.load_results(workdir / "results.csv"))
+    assert header == ["dataset", "corruption_rate", "clean", "corrupted",
+                      "tracin it1", "tracin it2", "random it1", "random it2"]
+    # clean 0.1: mean(0.95, 0.93) = 0.94, stdev = 0.02 / sqrt(2) = 0.01414...
+    assert body[0][:4] == ["spam", "0.1", "0.940 ± 0.014", "0.820 ± 0.028"]
+    assert tables.to_markdown(header, body) == EXPECTED_F1_MARKDOWN
+
+
+def test_accuracy_and_auc_tables(workdir):
+    rows = tables.load_results(workdir / "results.csv")
+    header, body = tables.paper_table(rows, "test_accuracy")
+    assert body[1][header.index("tracin it2")] == "0.920 ± 0.028"  # 0.90, 0.94
+    # seed 1 has an empty test_auc: the AUC cells are seed 0 alone, shown without a spread.
+    assert rows[1]["test_auc"] is None
+    header, body = tables.paper_table(rows, "test_auc")
+    assert body[0][header.index("clean")] == "0.970"
+    with pytest.raises(ValueError, match="metric 'f1' is not one of test_f1, test_accuracy, test_auc"):
+        tables.paper_table(rows, "f1")
+
+
+def test_single_seed_and_missing_cells(tmp_path):
+    runs = [r for r in RUNS if r[2] == 0 and not (r[0] == "random" and r[1] == 0.2 and r[3] == 2)]
+    header, body = tables.paper_table(tables.load_results(write_results(tmp_path / "results.csv", runs)))
+    assert body[0][2:] == ["0.950", "0.800", "0.860", "0.910", "0.810", "0.820"]
+    assert body[1][header.index("random it2")] == "-"
+    assert body[1][header.index("random it1")] == "0.710"
+
+
+def test_recovery_curve_is_cumulative_and_averaged_over_seeds(workdir):
+    rows = tables.load_results(workdir / "results.csv")
+    tracin = tables.recovery_curve(rows, "tracin")
+    assert list(tracin) == [("spam", 0.1), ("spam", 0.2)]
+    # rate 0.1: seeds found 4 then 3, and 5 then 2, of 10 -> (0.4 + 0.5) / 2, (0.7 + 0.7) / 2
+    assert close(tracin[("spam", 0.1)], [(0.0, 0.0), (0.05, 0.45), (0.10, 0.70)])
+    # rate 0.2: 5 then 4, and 4 then 5, of 20 -> (0.25 + 0.2) / 2, 0.45
+    assert close(tracin[("spam", 0.2)], [(0.0, 0.0), (0.05, 0.225), (0.10, 0.45)])
+    assert close(tables.recovery_curve(rows, "random")[("spam", 0.1)], [(0.0, 0.0), (0.05, 0.05), (0.10, 0.10)])
+    with pytest.raises(ValueError, match="strategy 'oracle' has no cleaning runs"):
+        tables.recovery_curve(rows, "oracle")
+
+
+def test_recovery_curve_stops_at_the_shortest_seed(tmp_path):
+    runs = [r for r in RUNS if not (r[0] == "tracin" and r[2] == 1 and r[3] == 2)]
+    rows = tables.load_results(write_results(tmp_path / "results.csv", runs))
+    assert close(tables.recovery_curve(rows, "tracin")[("spam", 0.1)], [(0.0, 0.0), (0.05, 0.45)])
+
+
+def test_missing_column_names_file_and_column(tmp_path):
+    path = write_results(tmp_path / "results.csv", drop=("test_f1",))
+    with pytest.raises(ValueError, match=r"results\.csv: missing column 'test_f1'"):
+        tables.load_results(path)
+
+
+def test_bad_values_name_file_line_column_and_value(tmp_path):
+    path = write_results(tmp_path / "results.csv")
+    lines = path.read_text().splitlines()
+    lines[2] = lines[2].replace(",100,", ",1e2x,", 1)
+    path.write_text("\n".join(lines) + "\n")
+    with pytest.raises(ValueError, match=r"results\.csv:3: column 'n_train' has value '1e2x', expected an integer"):
+        tables.load_results(path)
+    path.write_text("\n".join(lines[:2] + [lines[1]]) + "\n")
+    with pytest.raises(ValueError, match=r"results\.csv:3: duplicate row for dataset='spam' strategy='clean'"):
+        tables.load_results(path)
+
+
+def test_plots_write_png_files_without_a_display(workdir, monkeypatch):
+    monkeypatch.delenv("DISPLAY", raising=False)
+    rows = tables.load_results(workdir / "results.csv")
+    plots.plot_f1_vs_iteration(rows, workdir / "f1.png")
+    plots.plot_recovery(rows, workdir / "recovery.png")
+    for name in ("f1.png", "recovery.png"):
+        data = (workdir / name).read_bytes()
+        assert data.startswith(PNG_SIGNATURE) and len(data) > 5000
+    assert not list(workdir.glob(".*.tmp"))  # atomic writes leave no temp files
+
+
+def test_report_writes_tables_and_plots(workdir):
+    markdown = report.write_report(workdir)
+    assert markdown == EXPECTED_F1_MARKDOWN
+    assert (workdir / "table_test_f1.md").read_text(encoding="utf-8") == EXPECTED_F1_MARKDOWN
+    with open(workdir / "table_test_accuracy.csv", newline="", encoding="utf-8") as f:
+        table = list(csv.reader(f))
+    assert table[0][:4] == ["dataset", "corruption_rate", "clean", "corrupted"]
+    assert table[1][2] == "0.990 ± 0.014"
+    for name in ("f1_vs_iteration.png", "recovery.png"):
+        assert (workdir / name).read_bytes().startswith(PNG_SIGNATURE)
+
+
+def test_clis(workdir):
+    env = {"PATH": "/usr/bin:/bin", "MPLBACKEND": "", "PYTHONPATH": str(REPO)}
+    out = subprocess.run([sys.executable, "-m", "experiments.tables", str(workdir)], cwd=REPO, env=env,
+                         capture_output=True, text=True, check=True).stdout
+    assert out == EXPECTED_F1_MARKDOWN == (workdir / "table_test_f1.md").read_text(encoding="utf-8")
+    assert (workdir / "table_test_f1.csv").read_text(encoding="utf-8").startswith("dataset,corruption_rate,clean,")
+    subprocess.run([sys.executable, "-m", "experiments.plots", str(workdir)], cwd=REPO, env=env,
+                   capture_output=True, text=True, check=True)
+    assert (workdir / "recovery.png").read_bytes().startswith(PNG_SIGNATURE)

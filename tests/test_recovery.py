@@ -1,0 +1,106 @@
+"""The G-BAIR loop end to end on a tiny random BERT: row bookkeeping, bounds, SIGKILL + resume."""
+
+import csv
+import os
+import pathlib
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+from gbair.recovery import loop, strategies
+from gbair.recovery.loop import COLUMNS
+
+REPO = pathlib.Path(__file__).resolve().parent.parent
+
+
+def sweep_command(workdir, model_dir, *extra):
+    return [sys.executable, "-m", "gbair.main", "--gin_file=tests/tiny_sweep.gin", f"--workdir={workdir}",
+            f"--gin.minilm_classifier.model_dir='{model_dir}'", *extra]
+
+
+def read_rows(workdir):
+    with open(pathlib.Path(workdir) / "results.csv", newline="") as f:
+        reader = csv.DictReader(f)
+        assert tuple(reader.fieldnames) == COLUMNS
+        return list(reader)
+
+
+def without_wall_time(rows):
+    return [{k: v for k, v in row.items() if k != "wall_time_s"} for row in rows]
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory, tiny_bert_dir):
+    workdir = tmp_path_factory.mktemp("sweep")
+    result = subprocess.run(sweep_command(workdir, tiny_bert_dir), cwd=REPO, capture_output=True, text=True,
+                            timeout=600)
+    assert result.returncode == 0, result.stderr[-4000:]
+    return workdir, result
+
+
+def test_rows_follow_the_bookkeeping(uninterrupted):
+    workdir, result = uninterrupted
+    rows = read_rows(workdir)
+    by_strategy = {}
+    for row in rows:
+        by_strategy.setdefault(row["strategy"], []).append(row)
+    assert list(by_strategy) == ["clean", "tracin", "loss", "random", "oracle"]
+    assert len(by_strategy["clean"]) == 1 and by_strategy["clean"][0]["n_corrupted_remaining"] == "0"
+    first = {k: v for k, v in by_strategy["tracin"][0].items() if k != "strategy"}
+    assert int(first["n_corrupted_remaining"]) == 10  # round(0.25 * 40) flipped
+    for name, series in by_strategy.items():
+        if name == "clean":
+            continue
+        assert {k: v for k, v in series[0].items() if k != "strategy"} == first  # iteration 0 is shared
+        assert [int(r["iteration"]) for r in series] == list(range(len(series)))
+        for before, after in zip(series, series[1:]):
+            flagged, hits = int(after["n_flagged"]), int(after["n_flagged_corrupted"])
+            assert flagged == 4 and 0 <= hits <= flagged
+            assert int(after["n_train"]) == int(before["n_train"]) - flagged  # action = remove
+            assert int(after["n_corrupted_remaining"]) == int(before["n_corrupted_remaining"]) - hits
+            assert 0.0 <= float(after["test_f1"]) <= 1.0
+    assert all(r["n_flagged"] == r["n_flagged_corrupted"] for r in by_strategy["oracle"])
+    assert "| dataset | corruption_rate | clean | corrupted |" in result.stdout  # the printed table
+    for name in ("table_test_f1.md", "f1_vs_iteration.png", "recovery.png"):
+        assert (workdir / name).stat().st_size > 0
+
+
+def test_sigkill_and_rerun_gives_the_same_results(uninterrupted, tmp_path, tiny_bert_dir):
+    reference, _ = uninterrupted
+    command = sweep_command(tmp_path, tiny_bert_dir)
+    process = subprocess.Popen(command, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 300
+    # Kill inside the loop: after some strategy finished an iteration but before the sweep ended.
+    while time.time() < deadline and not list(tmp_path.glob("cells/*/*/*/tracin/it1/state.json")):
+        time.sleep(0.2)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    assert not (tmp_path / "results.csv").exists() or len(read_rows(tmp_path)) < len(read_rows(reference))
+    rerun = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=600)
+    assert rerun.returncode == 0, rerun.stderr[-4000:]
+    assert without_wall_time(read_rows(tmp_path)) == without_wall_time(read_rows(reference))
+    again = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=600)  # all done: no-op
+    assert again.returncode == 0 and "training run" not in again.stderr
+    assert without_wall_time(read_rows(tmp_path)) == without_wall_time(read_rows(reference))
+
+
+def test_relabel_keeps_the_training_set_size(tmp_path, tiny_bert_dir):
+    result = subprocess.run(sweep_command(tmp_path, tiny_bert_dir, "--gin.RecoveryConfig.action='relabel'",
+                                          "--gin.sweep.strategy_names=['oracle']"),
+                            cwd=REPO, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-4000:]
+    rows = read_rows(tmp_path)
+    assert {r["n_train"] for r in rows} == {"40"}
+    # Oracle + relabel (binary) fixes exactly the flagged labels.
+    assert [int(r["n_corrupted_remaining"]) for r in rows] == [10, 6, 2]
+
+
+def test_unknown_strategy_and_bad_action_are_rejected():
+    with pytest.raises(ValueError, match="RecoveryConfig.action='drop'"):
+        loop.RecoveryConfig(action="drop")
+    with pytest.raises(ValueError, match="unknown strategy 'magic'"):
+        strategies.select("magic", None, 3)
