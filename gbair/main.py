@@ -7,6 +7,7 @@
 looked up as given, then relative to the repository root, so `configs/...` works from anywhere.
 """
 
+import logging as std_logging
 import os
 import pathlib
 import sys
@@ -55,8 +56,8 @@ def find_gin_file(name: str) -> str:
 def quiet_library_logs() -> None:
     """Orbax and JAX log every checkpoint write at INFO; keep INFO for gbair's own progress only."""
     gbair_dir = str(REPO_ROOT / "gbair")
-    logging.get_absl_handler().python_handler.addFilter(
-        lambda record: record.levelno >= logging.WARNING or record.pathname.startswith(gbair_dir))
+    logging.get_absl_handler().addFilter(
+        lambda record: record.levelno >= std_logging.WARNING or record.pathname.startswith(gbair_dir))
 
 
 def main(argv: list[str]) -> None:

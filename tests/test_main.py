@@ -33,6 +33,7 @@ def test_train_run_writes_metrics_prompt_and_checkpoints_then_resumes(tmp_path, 
     assert prompt.shape == (4, 32) and prompt.dtype == np.float32
     assert sorted(p.name for p in (tmp_path / "checkpoints").iterdir()) == ["2", "4"]
     assert "step 4/4" in first.stderr
+    assert "checkpoint_manager.py" not in first.stderr  # library INFO chatter is filtered out
 
     again = run_main(tmp_path, model_dir=tiny_bert_dir, data_dir=spam_fixture_dir)
     assert again.returncode == 0, again.stderr[-3000:]
