@@ -1,6 +1,7 @@
 """The G-BAIR loop end to end on a tiny random BERT: row bookkeeping, bounds, SIGKILL + resume."""
 
 import csv
+import json
 import os
 import pathlib
 import signal
@@ -83,6 +84,11 @@ def test_sigkill_and_rerun_gives_the_same_results(uninterrupted, tmp_path, tiny_
     rerun = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=600)
     assert rerun.returncode == 0, rerun.stderr[-4000:]
     assert without_wall_time(read_rows(tmp_path)) == without_wall_time(read_rows(reference))
+    states = sorted(p.relative_to(reference) for p in reference.glob("cells/**/state.json"))
+    assert states and states == sorted(p.relative_to(tmp_path) for p in tmp_path.glob("cells/**/state.json"))
+    for state in states:  # the same examples were flagged and kept, with the same labels
+        before, after = json.loads((reference / state).read_text()), json.loads((tmp_path / state).read_text())
+        assert (before["ids"], before["labels"]) == (after["ids"], after["labels"])
     again = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=600)  # all done: no-op
     assert again.returncode == 0 and "training run" not in again.stderr
     assert without_wall_time(read_rows(tmp_path)) == without_wall_time(read_rows(reference))

@@ -14,6 +14,7 @@ import pytest
 
 from gbair.influence.gradients import per_example_grads
 from gbair.influence.tracin import TracIn, projection_matrix
+from gbair.train.checkpoints import PromptCheckpoint
 from tests.toy_model import (brute_force_influence, toy_checkpoints, toy_dataset, toy_model)
 
 REPO = pathlib.Path(__file__).resolve().parent.parent
@@ -119,6 +120,20 @@ def test_tiled_and_vmap_kernels_agree_on_minilm_shaped_model(tiny_bert_dir):
     assert tiled.shape == (3, 4, 32) and np.all(tiled[2] == 0)  # weight 0: padding
     single = jax.grad(lambda p: model.loss_fn(model.params, p, {k: v[1:2] for k, v in batch.items()})[0])(prompt)
     np.testing.assert_allclose(tiled[1], single, atol=1e-6)
+
+
+def test_bfloat16_model_gives_float32_scores_close_to_float32(tiny_bert_dir):
+    from gbair.models.classifier import minilm_classifier  # pylint: disable=import-outside-toplevel
+    from tests.toy_model import spam_like  # pylint: disable=import-outside-toplevel
+    train, test = spam_like(12, 0, "train"), spam_like(3, 1, "test")
+    scores = {}
+    for dtype in ("float32", "bfloat16"):
+        model = minilm_classifier(["work email", "spam"], prompt_length=4, max_length=12, model_dir=tiny_bert_dir,
+                                  dtype=dtype)
+        checkpoints = [PromptCheckpoint(1, 0.1, np.asarray(model.init_prompt(jax.random.key(0))))]
+        scores[dtype] = TracIn(model, checkpoints, batch_size=4).influence(train, test)
+    assert scores["bfloat16"].dtype == np.float32
+    assert np.corrcoef(scores["float32"].ravel(), scores["bfloat16"].ravel())[0, 1] > 0.95
 
 
 def run_worker(*args, env=None):
