@@ -23,6 +23,7 @@ from gbair.data.dataset import TextDataset
 from gbair.influence.gradients import Method, per_example_grads
 from gbair.models.classifier import PromptModel
 from gbair.train.checkpoints import PromptCheckpoint
+from gbair.train.trainer import format_seconds, make_batch, pad_indices
 
 Variant = Literal["dot", "cosine"]
 DATA = "data"
@@ -140,8 +141,6 @@ class TracIn:
 
     def _blocks(self, what: str, dataset: TextDataset):
         """Yields (begin, valid rows, sharded batch) for fixed-size blocks of `dataset`, logging progress."""
-        from gbair.train.trainer import format_seconds, make_batch, pad_indices  # pylint: disable=import-outside-toplevel
-
         features = self.model.featurize(dataset.texts)
         devices = self.mesh.shape[DATA]
         size = min(self.block_size, -(-len(dataset) // devices) * devices)  # small sets: less padding

@@ -153,12 +153,16 @@ class Tokenizer:
         self._tokenizer.enable_padding(length=max_length)
         self.max_length = max_length
 
-    def __call__(self, texts: list[str] | tuple[str, ...]) -> dict[str, np.ndarray]:
-        encodings = self._tokenizer.encode_batch(list(texts))
-        return {
-            "input_ids": np.array([e.ids for e in encodings], np.int32).reshape(-1, self.max_length),
-            "mask": np.array([e.attention_mask for e in encodings], np.int32).reshape(-1, self.max_length),
-        }
+    def __call__(self, texts: list[str] | tuple[str, ...], chunk: int = 512) -> dict[str, np.ndarray]:
+        """Token ids and mask [N, max_length]. Encodes `chunk` texts at a time: an Encoding keeps
+        the truncated-away tokens too, which for long emails is ~50 KB each."""
+        ids = np.zeros((len(texts), self.max_length), np.int32)
+        mask = np.zeros((len(texts), self.max_length), np.int32)
+        for begin in range(0, len(texts), chunk):
+            encodings = self._tokenizer.encode_batch(list(texts[begin:begin + chunk]))
+            ids[begin:begin + len(encodings)] = [e.ids for e in encodings]
+            mask[begin:begin + len(encodings)] = [e.attention_mask for e in encodings]
+        return {"input_ids": ids, "mask": mask}
 
     def word_ids(self, text: str) -> list[int]:
         """Token ids of `text` without special tokens or padding."""
