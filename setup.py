@@ -24,8 +24,9 @@ setuptools.setup(
         "tokenizers>=0.20",
     ],
     extras_require={
-        # scikit-learn is an independent oracle for gbair's metrics in the tests.
-        "test": ["pytest>=8", "scikit-learn>=1.4"],
+        # scikit-learn is an independent oracle for gbair's metrics in the tests;
+        # selenium drives Debian's chromium in tests/test_report_browser.py.
+        "test": ["pytest>=8", "scikit-learn>=1.4", "selenium>=4.20"],
         # PyTorch peers for benchmarks and the golden-file generators (CPU wheel 2.13.0).
         "bench": ["torch==2.13.0", "transformers>=4.40", "captum>=0.9"],
     },

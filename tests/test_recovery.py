@@ -9,6 +9,7 @@ import subprocess
 import sys
 import time
 
+import gin
 import numpy as np
 import pytest
 
@@ -96,7 +97,7 @@ def test_sigkill_and_rerun_gives_the_same_results(uninterrupted, tmp_path, tiny_
 
 def test_relabel_keeps_the_training_set_size(tmp_path, tiny_bert_dir):
     result = subprocess.run(sweep_command(tmp_path, tiny_bert_dir, "--gin.RecoveryConfig.action='relabel'",
-                                          "--gin.sweep.strategy_names=['oracle']"),
+                                          "--gin.Experiment.strategy_names=['oracle']"),
                             cwd=REPO, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-4000:]
     rows = read_rows(tmp_path)
@@ -110,3 +111,33 @@ def test_unknown_strategy_and_bad_action_are_rejected():
         loop.RecoveryConfig(action="drop")
     with pytest.raises(ValueError, match="unknown strategy 'magic'"):
         strategies.select("magic", None, 3)
+    with pytest.raises(ValueError, match=r"Experiment.strategy_names: unknown \['magic'\]"):
+        loop.Experiment(datasets={}, model=None, corruption_rates=[0.1], strategy_names=["clean", "magic"])
+
+
+@pytest.fixture
+def clean_gin():
+    yield
+    gin.clear_config()  # RunExplainer parses the run's gin config; do not leak it into other tests
+
+
+def test_explain_lists_equal_a_full_sort_of_fresh_engine_scores(uninterrupted, clean_gin):
+    from gbair.explain import RunExplainer, neighbours  # pylint: disable=import-outside-toplevel
+    workdir, _ = uninterrupted
+    explainer = RunExplainer(workdir)
+    cell = explainer.cell(None, None, None)
+    stored = explainer.stored(cell, "tracin", 2)
+    fresh = explainer.compute(cell, "tracin", 2, list(stored.queries.ids))  # recomputed from checkpoints
+    np.testing.assert_allclose(stored.dot, fresh.dot, rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(stored.cosine, fresh.cosine, rtol=1e-4, atol=1e-6)
+    best, worst = neighbours(stored.dot, 5)
+    np.testing.assert_array_equal(best, np.argsort(-fresh.dot, axis=0, kind="stable")[:5].T)
+    np.testing.assert_array_equal(worst, np.argsort(fresh.dot, axis=0, kind="stable")[:5].T)
+    cli = subprocess.run([sys.executable, "-m", "gbair.explain", f"--workdir={workdir}", "--iteration=2", "--k=5"],
+                         cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert cli.returncode == 0, cli.stderr[-3000:]
+    first = cli.stdout.split("opponents")[0]
+    assert [line.split()[1] for line in first.splitlines() if line.strip()[:3].strip(". ").isdigit()] == [
+        stored.train.ids[i] for i in best[0]]
+    report = (workdir / "report_spam_assassin_rate0.25_seed0.html").read_text()
+    assert stored.queries.ids[0] in report and "http://" not in report and "https://" not in report

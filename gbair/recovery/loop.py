@@ -27,6 +27,8 @@ from absl import logging
 from gbair import atomic
 from gbair.data.corruption import corrupt_labels
 from gbair.data.dataset import TextDataset
+from gbair.data.decisions import apply_decisions
+from gbair.influence.tracin import TracIn
 from gbair.models.classifier import PromptModel
 from gbair.recovery import strategies
 from gbair.train import checkpoints as prompt_checkpoints
@@ -66,6 +68,19 @@ class RecoveryConfig:
         return min(n_train, self.flag_count or int(round(self.flag_fraction * n_train)))
 
 
+EXPLAIN_FILE = "explanations.npz"
+
+
+def save_explanations(path: pathlib.Path, train: TextDataset, misclassified: TextDataset, predicted: np.ndarray,
+                      influence: Mapping[str, np.ndarray], flagged: np.ndarray) -> None:
+    """What `gbair.explain` and the HTML report show for one iteration (numpy arrays, no pickle)."""
+    buffer = io.BytesIO()
+    np.savez(buffer, train_ids=np.array(train.ids, dtype=str), train_labels=train.labels,
+             query_ids=np.array(misclassified.ids, dtype=str), query_labels=misclassified.labels,
+             predicted=predicted, dot=influence["dot"], cosine=influence["cosine"], flagged=flagged)
+    atomic.write_bytes(path, buffer.getvalue())
+
+
 @dataclasses.dataclass(frozen=True)
 class Cell:
     dataset: str
@@ -85,8 +100,8 @@ class Sweep:
     """Runs and records cells; see the module docstring for the on-disk layout."""
 
     def __init__(self, workdir: str | pathlib.Path, model: PromptModel, train_config: trainer.TrainConfig,
-                 recovery: RecoveryConfig, total_runs: int):
-        self.workdir, self.model = pathlib.Path(workdir), model
+                 recovery: RecoveryConfig, total_runs: int, relabel_file: str | None = None):
+        self.workdir, self.model, self.relabel_file = pathlib.Path(workdir), model, relabel_file
         self.train_config, self.recovery = train_config, recovery
         self.total_runs, self.runs_done, self.run_seconds = total_runs, 0, 0.0
 
@@ -125,11 +140,12 @@ class Sweep:
 
     def run_cell(self, cell: Cell, splits: Mapping[str, TextDataset], strategy_names: Sequence[str]) -> None:
         clean_train, validation, test = splits["train"], splits["validation"], splits["test"]
-        noisy_train, flipped = corrupt_labels(clean_train, cell.rate, seed=cell.seed,
-                                              stratified=self.recovery.stratified_corruption)
+        noisy_train = self.noisy_train(cell, clean_train)
+        true_label = dict(zip(clean_train.ids, clean_train.labels.tolist()))
+        true_labels = np.array([true_label[i] for i in noisy_train.ids])
         base = {"n_flagged": 0, "n_flagged_corrupted": 0}
         corrupted = self.cached_run(cell.path / "corrupted", noisy_train, test, cell.seed,
-                                    {**base, "n_corrupted_remaining": int(flipped.sum())})
+                                    {**base, "n_corrupted_remaining": int((noisy_train.labels != true_labels).sum())})
         for name in strategy_names:
             done = self.workdir / cell.path / name / "done.json"
             if done.exists():
@@ -142,6 +158,11 @@ class Sweep:
                                                                        validation, test)
             atomic.write_json(done, rows)
             self.write_results()
+
+    def noisy_train(self, cell: Cell, clean_train: TextDataset) -> TextDataset:
+        """The cell's corrupted training set, with a person's decisions applied when given."""
+        noisy, _ = corrupt_labels(clean_train, cell.rate, seed=cell.seed, stratified=self.recovery.stratified_corruption)
+        return apply_decisions(noisy, self.relabel_file) if self.relabel_file else noisy
 
     def iterate(self, cell: Cell, name: str, clean_train: TextDataset, noisy_train: TextDataset,
                 validation: TextDataset, test: TextDataset) -> list[dict]:
@@ -160,18 +181,28 @@ class Sweep:
                 continue
             start = time.time()
             checkpoints = prompt_checkpoints.load_prompt_checkpoints(self.workdir / previous / "checkpoints")
-            wrong = trainer.predict(self.model, checkpoints[-1].prompt, validation).argmax(1) != validation.labels
+            predicted = trainer.predict(self.model, checkpoints[-1].prompt, validation).argmax(1)
+            wrong = predicted != validation.labels
             if not wrong.any():
                 logging.info("%s %s: no misclassified validation examples; stopping at iteration %d",
                              cell, name, t - 1)
                 break
             is_corrupted = train.labels != np.array([true_label[i] for i in train.ids])
+            misclassified = validation.subset(np.flatnonzero(wrong))
+            influence = None
+            if name in strategies.TRACIN_BASED:  # both variants, kept for explanations and the report
+                influence = {variant: TracIn(self.model, checkpoints, variant=variant,
+                                             batch_size=self.recovery.tracin_batch_size).influence(train, misclassified)
+                             for variant in ("dot", "cosine")}
             context = strategies.SelectionContext(
-                model=self.model, train=train, checkpoints=checkpoints,
-                misclassified=validation.subset(np.flatnonzero(wrong)), corrupted=is_corrupted, seed=cell.seed,
+                model=self.model, train=train, checkpoints=checkpoints, misclassified=misclassified,
+                corrupted=is_corrupted, seed=cell.seed,
                 fit=lambda data, run: self.fit(data, directory / run, cell.seed)[-1].prompt,
-                batch_size=self.recovery.tracin_batch_size)
+                batch_size=self.recovery.tracin_batch_size, influence=influence)
             flagged = strategies.select(name, context, self.recovery.k(len(train)))
+            if influence is not None:
+                save_explanations(self.workdir / directory / EXPLAIN_FILE, train, misclassified,
+                                  predicted[wrong], influence, flagged)
             train = self.apply(train, flagged, checkpoints[-1].prompt)
             self.fit(train, directory, cell.seed)
             final = prompt_checkpoints.load_prompt_checkpoints(self.workdir / directory / "checkpoints")[-1]
@@ -214,27 +245,53 @@ class Sweep:
 
 
 @gin.configurable
-def sweep(workdir: str, *, datasets: Mapping[str, Mapping[str, TextDataset]] = gin.REQUIRED,
-          model: PromptModel = gin.REQUIRED, corruption_rates: Sequence[float] = gin.REQUIRED,
-          seeds: Sequence[int] = (0,), strategy_names: Sequence[str] = gin.REQUIRED,
-          train_config: trainer.TrainConfig = trainer.TrainConfig(),
-          recovery: RecoveryConfig = RecoveryConfig()) -> str:
+@dataclasses.dataclass(frozen=True)
+class Experiment:
+    """What a G-BAIR sweep runs: the cartesian product of datasets x rates x seeds x strategies.
+
+    datasets: name -> {"train", "validation", "test"} splits (validation and test stay clean).
+    strategy_names: from `clean` (bound), tracin, tracin_cosine, self_influence, loss, random,
+      cleanlab, oracle.
+    seeds: each seed sets the corruption, the prompt initialisation and the batch order.
+    """
+
+    datasets: Mapping[str, Mapping[str, TextDataset]] = gin.REQUIRED
+    model: PromptModel = gin.REQUIRED
+    corruption_rates: Sequence[float] = gin.REQUIRED
+    strategy_names: Sequence[str] = gin.REQUIRED
+    seeds: Sequence[int] = (0,)
+    train_config: trainer.TrainConfig = trainer.TrainConfig()
+    recovery: RecoveryConfig = RecoveryConfig()
+    relabel_file: str | None = None  # decisions exported from the HTML report, applied after corruption
+
+    def __post_init__(self):
+        known = list(strategies.BOUNDS) + list(strategies.STRATEGIES)
+        unknown = [s for s in self.strategy_names if s not in known]
+        if unknown:
+            raise ValueError(f"Experiment.strategy_names: unknown {unknown}, expected from {known}")
+
+    def cells(self) -> list[Cell]:
+        return [Cell(d, float(r), int(s))
+                for d, r, s in itertools.product(self.datasets, self.corruption_rates, self.seeds)]
+
+
+@gin.configurable
+def sweep(workdir: str, experiment: Experiment = gin.REQUIRED) -> str:
     """The main G-BAIR job: every (dataset, rate, seed, strategy) cell; returns the results table."""
     from experiments import report  # pylint: disable=import-outside-toplevel
+    from gbair import explain  # pylint: disable=import-outside-toplevel  (explain reads this module's output)
 
-    unknown = [s for s in strategy_names if s not in strategies.STRATEGIES and s not in strategies.BOUNDS]
-    if unknown:
-        raise ValueError(f"sweep.strategy_names: unknown {unknown}, expected from "
-                         f"{list(strategies.BOUNDS) + list(strategies.STRATEGIES)}")
-    cells = [Cell(d, float(r), int(s)) for d, r, s in itertools.product(datasets, corruption_rates, seeds)]
-    runs_per_cell = 1 + sum(1 if s == "clean" else recovery.iterations * (4 if s == "cleanlab" else 1)
-                            for s in strategy_names)
-    run = Sweep(workdir, model, train_config, recovery, total_runs=len(cells) * runs_per_cell)
+    cells = experiment.cells()
+    runs_per_cell = 1 + sum(1 if s == "clean" else experiment.recovery.iterations * (4 if s == "cleanlab" else 1)
+                            for s in experiment.strategy_names)
+    run = Sweep(workdir, experiment.model, experiment.train_config, experiment.recovery,
+                total_runs=len(cells) * runs_per_cell, relabel_file=experiment.relabel_file)
     for i, cell in enumerate(cells, 1):
         logging.info("cell %d/%d: %s rate=%g seed=%d, strategies %s", i, len(cells), cell.dataset, cell.rate,
-                     cell.seed, ", ".join(strategy_names))
-        run.run_cell(cell, datasets[cell.dataset], strategy_names)
+                     cell.seed, ", ".join(experiment.strategy_names))
+        run.run_cell(cell, experiment.datasets[cell.dataset], experiment.strategy_names)
     results = run.write_results()
     table = report.write_report(workdir)
-    print(f"\nResults: {results}\n\n{table}")
+    pages = explain.write_reports(workdir, experiment)
+    print(f"\nResults: {results}\nHTML reports: {', '.join(map(str, pages))}\n\n{table}")
     return table

@@ -6,7 +6,7 @@ flipped examples) frame them.
 """
 
 import dataclasses
-from typing import Callable, Sequence
+from typing import Callable, Mapping, Sequence
 
 import numpy as np
 
@@ -29,6 +29,7 @@ class SelectionContext:
     seed: int
     fit: Callable[[TextDataset, str], np.ndarray]  # (training set, run name) -> trained prompt
     batch_size: int = 32
+    influence: Mapping[str, np.ndarray] | None = None  # variant -> [N_train, |V|] TracIn, if computed
 
 
 def tracin(context: SelectionContext, k: int, variant: str = "dot") -> np.ndarray:
@@ -37,8 +38,12 @@ def tracin(context: SelectionContext, k: int, variant: str = "dot") -> np.ndarra
     score(z) = sum_v TracIn(z, v) over the misclassified validation set V (true labels); a very
     negative score means training on z pushed V's loss up, so the lowest k are flagged.
     """
-    scorer = TracIn(context.model, context.checkpoints, variant=variant, batch_size=context.batch_size)
-    return np.argsort(scorer.aggregate_influence(context.train, context.misclassified), kind="stable")[:k]
+    if context.influence is not None:  # the loop computed the full matrix for the report: reuse it
+        scores = context.influence[variant].sum(axis=1)
+    else:
+        scorer = TracIn(context.model, context.checkpoints, variant=variant, batch_size=context.batch_size)
+        scores = scorer.aggregate_influence(context.train, context.misclassified)
+    return np.argsort(scores, kind="stable")[:k]
 
 
 def tracin_cosine(context: SelectionContext, k: int) -> np.ndarray:
@@ -91,6 +96,7 @@ STRATEGIES: dict[str, Callable[[SelectionContext, int], np.ndarray]] = {
     "random": random, "cleanlab": cleanlab, "oracle": oracle,
 }
 BOUNDS = ("clean",)  # not selection strategies: trained once on the true labels
+TRACIN_BASED = ("tracin", "tracin_cosine")  # these get per-example explanations in the report
 
 
 def select(strategy: str, context: SelectionContext, k: int) -> np.ndarray:

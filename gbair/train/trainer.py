@@ -22,6 +22,7 @@ from absl import logging
 
 from gbair import atomic
 from gbair.data.dataset import TextDataset
+from gbair.data.decisions import apply_decisions
 from gbair.models import prompts
 from gbair.models.classifier import PromptModel
 from gbair.train import checkpoints
@@ -237,8 +238,10 @@ def evaluate(model: PromptModel, prompt: Any, dataset: TextDataset, batch_size: 
 @gin.configurable
 def train_and_evaluate(workdir: str, *, model: PromptModel = gin.REQUIRED,
                        splits: dict[str, TextDataset] = gin.REQUIRED,
-                       config: TrainConfig = TrainConfig()) -> dict[str, Any]:
+                       config: TrainConfig = TrainConfig(), relabel_file: str | None = None) -> dict[str, Any]:
     """The training run: tune on splits["train"], evaluate on "validation" and "test".
+
+    relabel_file: decisions (see gbair.data.decisions) applied to the training split first.
 
     Writes WORKDIR/checkpoints/ (resumable), WORKDIR/prompt.npy and WORKDIR/metrics.json.
     """
@@ -246,8 +249,9 @@ def train_and_evaluate(workdir: str, *, model: PromptModel = gin.REQUIRED,
     for name in ("train", "validation", "test"):
         if name not in splits:
             raise ValueError(f"train_and_evaluate: splits has {sorted(splits)}, expected a {name!r} split")
-    logging.info("Training on %s; validation %s; test %s", splits["train"], splits["validation"], splits["test"])
-    result = train(model, splits["train"], config, workdir / "checkpoints")
+    train_set = apply_decisions(splits["train"], relabel_file) if relabel_file else splits["train"]
+    logging.info("Training on %s; validation %s; test %s", train_set, splits["validation"], splits["test"])
+    result = train(model, train_set, config, workdir / "checkpoints")
     metrics: dict[str, Any] = {"steps": result.steps, "wall_time_s": round(result.wall_time_s, 3),
                                "checkpoint_steps": list(result.checkpoint_steps)}
     for name in ("validation", "test"):

@@ -1,0 +1,269 @@
+"""Explain a G-BAIR run's mistakes with their most influential training examples.
+
+    python -m gbair.explain --workdir=DIR [--iteration=1] [--strategy=tracin] [--example=ID] [--k=10]
+        [--dataset=NAME --rate=R --seed=S] [--html=PATH]
+
+For one validation/test example (or every misclassified validation example of the iteration) it
+prints the text, gold and predicted label, and the top-k proponents and opponents among the
+training examples of that iteration (text, given label, whether that label was corrupted, TracIn
+dot and cosine scores). Misclassified validation examples are answered from the scores the run
+stored (explanations.npz); any other example is scored on the spot from the run's checkpoints.
+"""
+
+import base64
+import csv
+import dataclasses
+import json
+import pathlib
+import textwrap
+from typing import Any, Sequence
+
+import numpy as np
+from absl import app, flags
+
+from gbair import config
+from gbair import report_html
+from gbair.data.dataset import TextDataset
+from gbair.influence.tracin import TracIn
+from gbair.recovery import loop, strategies
+from gbair.train import checkpoints as prompt_checkpoints
+from gbair.train import trainer
+
+
+@dataclasses.dataclass(frozen=True)
+class IterationScores:
+    """TracIn of the training set at the start of one iteration against some query examples."""
+
+    train: TextDataset  # training set as the iteration saw it (given labels)
+    queries: TextDataset  # gold labels
+    predicted: np.ndarray  # [Q] the model's classes for the queries (model of the previous iteration)
+    dot: np.ndarray  # [N_train, Q]
+    cosine: np.ndarray  # [N_train, Q]
+    flagged: np.ndarray | None  # indices into train flagged at this iteration (stored runs only)
+
+
+def neighbours(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per query, the k highest-scoring (proponents) and lowest-scoring (opponents) training indices."""
+    order = np.argsort(-scores, axis=0, kind="stable")
+    return order[:k].T, order[::-1][:k].T
+
+
+class RunExplainer:
+    """Reads a finished (or running) G-BAIR workdir back: its experiment, data, checkpoints, scores."""
+
+    def __init__(self, workdir: str | pathlib.Path, experiment: loop.Experiment | None = None):
+        """`experiment` as the run had it; default: rebuilt from the workdir's recorded gin config."""
+        self.workdir = pathlib.Path(workdir)
+        if experiment is None:
+            config.parse_recorded(self.workdir)
+            experiment = loop.Experiment()
+        self.experiment = experiment
+        self.sweep = loop.Sweep(self.workdir, self.experiment.model, self.experiment.train_config,
+                                self.experiment.recovery, total_runs=0, relabel_file=self.experiment.relabel_file)
+
+    def cell(self, dataset: str | None, rate: float | None, seed: int | None) -> loop.Cell:
+        for cell in self.experiment.cells():
+            if ((dataset is None or cell.dataset == dataset) and (rate is None or cell.rate == rate)
+                    and (seed is None or cell.seed == seed)):
+                return cell
+        raise ValueError(f"no cell dataset={dataset} rate={rate} seed={seed} in {self.experiment.cells()}")
+
+    def splits(self, cell: loop.Cell) -> dict[str, TextDataset]:
+        return self.experiment.datasets[cell.dataset]
+
+    def noisy_train(self, cell: loop.Cell) -> TextDataset:
+        return self.sweep.noisy_train(cell, self.splits(cell)["train"])
+
+    def true_labels(self, cell: loop.Cell, dataset: TextDataset) -> np.ndarray:
+        clean = self.splits(cell)["train"]
+        truth = dict(zip(clean.ids, clean.labels.tolist()))
+        return np.array([truth[i] for i in dataset.ids], np.int64)
+
+    def train_at(self, cell: loop.Cell, strategy: str, iteration: int) -> TextDataset:
+        """The training set at the start of `iteration` (after the previous iterations' cleaning)."""
+        noisy = self.noisy_train(cell)
+        if iteration == 1:
+            return noisy
+        state = self.workdir / cell.path / strategy / f"it{iteration - 1}" / "state.json"
+        if not state.exists():
+            raise FileNotFoundError(f"{state} is missing: iteration {iteration - 1} of {strategy} has not finished")
+        state = json.loads(state.read_text())
+        position = {example_id: i for i, example_id in enumerate(noisy.ids)}
+        return noisy.subset([position[i] for i in state["ids"]]).with_labels(state["labels"])
+
+    def checkpoints_before(self, cell: loop.Cell, strategy: str, iteration: int):
+        run = "corrupted" if iteration == 1 else f"{strategy}/it{iteration - 1}"
+        return prompt_checkpoints.load_prompt_checkpoints(self.workdir / cell.path / run / "checkpoints")
+
+    def stored(self, cell: loop.Cell, strategy: str, iteration: int) -> IterationScores | None:
+        path = self.workdir / cell.path / strategy / f"it{iteration}" / loop.EXPLAIN_FILE
+        if not path.exists():
+            return None
+        with np.load(path, allow_pickle=False) as saved:
+            noisy = self.noisy_train(cell)
+            position = {example_id: i for i, example_id in enumerate(noisy.ids)}
+            train = noisy.subset([position[i] for i in saved["train_ids"]]).with_labels(saved["train_labels"])
+            validation = self.splits(cell)["validation"]
+            where = {example_id: i for i, example_id in enumerate(validation.ids)}
+            queries = validation.subset([where[i] for i in saved["query_ids"]])
+            return IterationScores(train, queries, saved["predicted"], saved["dot"], saved["cosine"],
+                                   saved["flagged"])
+
+    def compute(self, cell: loop.Cell, strategy: str, iteration: int, example_ids: Sequence[str]) -> IterationScores:
+        """Scores `example_ids` (validation or test) against the iteration's training set on the spot."""
+        splits = self.splits(cell)
+        pool = {example_id: (name, i) for name in ("validation", "test") for i, example_id in enumerate(splits[name].ids)}
+        missing = [i for i in example_ids if i not in pool]
+        if missing:
+            raise ValueError(f"--example: {missing} not in the validation or test split of {cell}")
+        queries = _concat([splits[pool[i][0]].subset([pool[i][1]]) for i in example_ids])
+        train = self.train_at(cell, strategy, iteration)
+        checkpoints = self.checkpoints_before(cell, strategy, iteration)
+        model = self.experiment.model
+        predicted = trainer.predict(model, checkpoints[-1].prompt, queries).argmax(1)
+        batch = self.experiment.recovery.tracin_batch_size
+        dot, cosine = (TracIn(model, checkpoints, variant=v, batch_size=batch).influence(train, queries)
+                       for v in ("dot", "cosine"))
+        return IterationScores(train, queries, predicted, dot, cosine, None)
+
+    def scores(self, cell: loop.Cell, strategy: str, iteration: int, example_id: str | None) -> IterationScores:
+        stored = self.stored(cell, strategy, iteration)
+        if example_id is None:
+            if stored is None:
+                raise FileNotFoundError(f"no stored explanations for {cell} {strategy} iteration {iteration}; "
+                                        f"give --example=ID to score one example from the checkpoints")
+            return stored
+        if stored is not None and example_id in stored.queries.ids:
+            j = stored.queries.ids.index(example_id)
+            return dataclasses.replace(stored, queries=stored.queries.subset([j]), predicted=stored.predicted[[j]],
+                                       dot=stored.dot[:, [j]], cosine=stored.cosine[:, [j]])
+        return self.compute(cell, strategy, iteration, [example_id])
+
+    # ---- outputs ---------------------------------------------------------------------------------
+
+    def text_report(self, cell: loop.Cell, scores: IterationScores, k: int) -> str:
+        names = scores.train.class_names
+        corrupted = scores.train.labels != self.true_labels(cell, scores.train)
+        out = []
+        best, worst = neighbours(scores.dot, k)
+        for q in range(len(scores.queries)):
+            out.append(f"{scores.queries.ids[q]}  gold: {names[scores.queries.labels[q]]}  "
+                       f"predicted: {names[scores.predicted[q]]}")
+            out.append(textwrap.indent(_short(scores.queries.texts[q], 300), "    "))
+            for title, rows in (("proponents", best[q]), ("opponents", worst[q])):
+                out.append(f"  {title} (training examples; dot, cosine):")
+                for rank, i in enumerate(rows, 1):
+                    flag = " CORRUPTED" if corrupted[i] else ""
+                    out.append(f"    {rank:2d}. {scores.train.ids[i]}  label {names[scores.train.labels[i]]}{flag}  "
+                               f"dot {scores.dot[i, q]:+.3e}  cos {scores.cosine[i, q]:+.3f}  "
+                               f"{_short(scores.train.texts[i], 90)}")
+            out.append("")
+        return "\n".join(out)
+
+    def report_data(self, cell: loop.Cell, k: int = 10) -> dict[str, Any]:
+        """The HTML report's data (see gbair.report_html) for every TracIn-based strategy of `cell`."""
+        noisy = self.noisy_train(cell)
+        position = {example_id: i for i, example_id in enumerate(noisy.ids)}
+        corrupted = (noisy.labels != self.true_labels(cell, noisy)).tolist()
+        iterations = []
+        for strategy in [s for s in self.experiment.strategy_names if s in strategies.TRACIN_BASED]:
+            found = hits = 0
+            for t in range(1, self.experiment.recovery.iterations + 1):
+                scores = self.stored(cell, strategy, t)
+                if scores is None:
+                    break
+                to_global = np.array([position[i] for i in scores.train.ids])
+                best, worst = neighbours(scores.dot, k)
+                flagged_corrupted = scores.train.labels[scores.flagged] != self.true_labels(
+                    cell, scores.train.subset(scores.flagged))
+                found, hits = found + len(scores.flagged), hits + int(flagged_corrupted.sum())
+                aggregate = scores.dot.sum(1)
+                iterations.append({
+                    "strategy": strategy, "iteration": t,
+                    "misclassified": [{
+                        "id": scores.queries.ids[q], "text": scores.queries.texts[q],
+                        "gold": int(scores.queries.labels[q]), "predicted": int(scores.predicted[q]),
+                        "proponents": [_neighbour(to_global, scores, i, q) for i in best[q]],
+                        "opponents": [_neighbour(to_global, scores, i, q) for i in worst[q]],
+                    } for q in range(len(scores.queries))],
+                    "flagged": [{"train": int(to_global[i]), "score": float(aggregate[i])} for i in scores.flagged],
+                    "n_flagged_corrupted": int(flagged_corrupted.sum()),
+                    "precision_so_far": hits / found if found else None,
+                })
+        results = self.workdir / "results.csv"
+        rows = []
+        if results.exists():
+            with open(results, newline="") as f:
+                rows = [r for r in csv.DictReader(f) if r["dataset"] == cell.dataset
+                        and float(r["corruption_rate"]) == cell.rate and int(r["seed"]) == cell.seed]
+        header = list(loop.COLUMNS)
+        plots = {p.stem: "data:image/png;base64," + base64.b64encode(p.read_bytes()).decode()
+                 for p in sorted(self.workdir.glob("*.png"))}
+        return {
+            "title": f"G-BAIR: {cell.dataset}, corruption {cell.rate:g}, seed {cell.seed}",
+            "class_names": list(noisy.class_names),
+            "metrics": {"header": header, "rows": [[r[c] for c in header] for r in rows]},
+            "plots": plots,
+            "train": {"ids": list(noisy.ids), "texts": list(noisy.texts), "labels": noisy.labels.tolist(),
+                      "corrupted": corrupted},
+            "iterations": iterations,
+        }
+
+    def write_html(self, cell: loop.Cell, path: pathlib.Path | None = None, k: int = 10) -> pathlib.Path:
+        path = path or self.workdir / f"report_{cell.dataset}_rate{cell.rate:g}_seed{cell.seed}.html"
+        report_html.write_report(path, self.report_data(cell, k))
+        return path
+
+
+def _neighbour(to_global: np.ndarray, scores: IterationScores, i: int, q: int) -> dict:
+    return {"train": int(to_global[i]), "dot": float(scores.dot[i, q]), "cosine": float(scores.cosine[i, q])}
+
+
+def _short(text: str, width: int) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= width else text[: width - 3] + "..."
+
+
+def _concat(parts: list[TextDataset]) -> TextDataset:
+    return TextDataset(sum((p.ids for p in parts), ()), sum((p.texts for p in parts), ()),
+                       np.concatenate([p.labels for p in parts]), sum((p.groups for p in parts), ()),
+                       parts[0].class_names)
+
+
+def write_reports(workdir: str | pathlib.Path, experiment: loop.Experiment) -> list[pathlib.Path]:
+    """One HTML report per cell of the run in `workdir` (the sweep calls this at the end)."""
+    explainer = RunExplainer(workdir, experiment)
+    return [explainer.write_html(cell) for cell in explainer.experiment.cells()]
+
+
+FLAGS = flags.FLAGS
+
+
+def define_flags() -> None:
+    """Only when run as a program: the sweep imports this module inside gbair.main's flags."""
+    flags.DEFINE_string("workdir", None, "A gbair.main workdir of a G-BAIR run.", required=True)
+    flags.DEFINE_integer("iteration", 1, "G-BAIR iteration (its misclassified set and training set).")
+    flags.DEFINE_string("strategy", "tracin", "Strategy whose iteration to explain.")
+    flags.DEFINE_string("example", None, "A validation or test example id; default every misclassified one.")
+    flags.DEFINE_integer("k", 10, "Proponents and opponents to list.")
+    flags.DEFINE_string("dataset", None, "Cell to explain (default the first).")
+    flags.DEFINE_float("rate", None, "Cell's corruption rate (default the first).")
+    flags.DEFINE_integer("seed", None, "Cell's seed (default the first).")
+    flags.DEFINE_string("html", None, "Also write the cell's HTML report here.")
+
+
+def main(argv: list[str]) -> None:
+    if len(argv) > 1:
+        raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+    config.quiet_library_logs()
+    explainer = RunExplainer(FLAGS.workdir)
+    cell = explainer.cell(FLAGS.dataset, FLAGS.rate, FLAGS.seed)
+    scores = explainer.scores(cell, FLAGS.strategy, FLAGS.iteration, FLAGS.example)
+    print(explainer.text_report(cell, scores, FLAGS.k))
+    if FLAGS.html:
+        print(f"HTML report: {explainer.write_html(cell, pathlib.Path(FLAGS.html), FLAGS.k)}")
+
+
+if __name__ == "__main__":
+    define_flags()
+    app.run(main)
