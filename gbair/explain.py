@@ -202,7 +202,7 @@ class RunExplainer:
         return {
             "title": f"G-BAIR: {cell.dataset}, corruption {cell.rate:g}, seed {cell.seed}",
             "class_names": list(noisy.class_names),
-            "metrics": {"header": header, "rows": [[r[c] for c in header] for r in rows]},
+            "metrics": {"header": header, "rows": [[_rounded(r[c]) for c in header] for r in rows]},
             "plots": plots,
             "train": {"ids": list(noisy.ids), "texts": list(noisy.texts), "labels": noisy.labels.tolist(),
                       "corrupted": corrupted},
@@ -217,6 +217,14 @@ class RunExplainer:
 
 def _neighbour(to_global: np.ndarray, scores: IterationScores, i: int, q: int) -> dict:
     return {"train": int(to_global[i]), "dot": float(scores.dot[i, q]), "cosine": float(scores.cosine[i, q])}
+
+
+def _rounded(cell: str) -> str:
+    """A results.csv cell for display: metrics to 4 decimals, everything else as written."""
+    try:
+        return f"{float(cell):.4f}" if "." in cell else cell
+    except ValueError:
+        return cell
 
 
 def _short(text: str, width: int) -> str:
