@@ -75,9 +75,7 @@ class RunExplainer:
         return self.sweep.noisy_train(cell, self.splits(cell)["train"])
 
     def true_labels(self, cell: loop.Cell, dataset: TextDataset) -> np.ndarray:
-        clean = self.splits(cell)["train"]
-        truth = dict(zip(clean.ids, clean.labels.tolist()))
-        return np.array([truth[i] for i in dataset.ids], np.int64)
+        return self.splits(cell)["train"].by_ids(dataset.ids).labels
 
     def train_at(self, cell: loop.Cell, strategy: str, iteration: int) -> TextDataset:
         """The training set at the start of `iteration` (after the previous iterations' cleaning)."""
@@ -88,8 +86,7 @@ class RunExplainer:
         if not state.exists():
             raise FileNotFoundError(f"{state} is missing: iteration {iteration - 1} of {strategy} has not finished")
         state = json.loads(state.read_text())
-        position = {example_id: i for i, example_id in enumerate(noisy.ids)}
-        return noisy.subset([position[i] for i in state["ids"]]).with_labels(state["labels"])
+        return noisy.by_ids(state["ids"]).with_labels(state["labels"])
 
     def checkpoints_before(self, cell: loop.Cell, strategy: str, iteration: int):
         run = "corrupted" if iteration == 1 else f"{strategy}/it{iteration - 1}"
@@ -100,12 +97,8 @@ class RunExplainer:
         if not path.exists():
             return None
         with np.load(path, allow_pickle=False) as saved:
-            noisy = self.noisy_train(cell)
-            position = {example_id: i for i, example_id in enumerate(noisy.ids)}
-            train = noisy.subset([position[i] for i in saved["train_ids"]]).with_labels(saved["train_labels"])
-            validation = self.splits(cell)["validation"]
-            where = {example_id: i for i, example_id in enumerate(validation.ids)}
-            queries = validation.subset([where[i] for i in saved["query_ids"]])
+            train = self.noisy_train(cell).by_ids(saved["train_ids"]).with_labels(saved["train_labels"])
+            queries = self.splits(cell)["validation"].by_ids(saved["query_ids"])
             return IterationScores(train, queries, saved["predicted"], saved["dot"], saved["cosine"],
                                    saved["flagged"])
 
@@ -163,7 +156,6 @@ class RunExplainer:
     def report_data(self, cell: loop.Cell, k: int = 10) -> dict[str, Any]:
         """The HTML report's data (see gbair.report_html) for every TracIn-based strategy of `cell`."""
         noisy = self.noisy_train(cell)
-        position = {example_id: i for i, example_id in enumerate(noisy.ids)}
         corrupted = (noisy.labels != self.true_labels(cell, noisy)).tolist()
         iterations = []
         for strategy in [s for s in self.experiment.strategy_names if s in strategies.TRACIN_BASED]:
@@ -172,7 +164,7 @@ class RunExplainer:
                 scores = self.stored(cell, strategy, t)
                 if scores is None:
                     break
-                to_global = np.array([position[i] for i in scores.train.ids])
+                to_global = noisy.positions(scores.train.ids)
                 best, worst = neighbours(scores.dot, k)
                 flagged_corrupted = scores.train.labels[scores.flagged] != self.true_labels(
                     cell, scores.train.subset(scores.flagged))

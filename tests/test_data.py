@@ -364,3 +364,12 @@ def test_real_corpus_counts():
     assert len(ds) == 6045
     assert ds.class_counts().tolist() == [4149, 1896]
     assert all(0 < len(t) <= 2000 for t in ds.texts)
+
+
+def test_by_ids_follows_the_given_order_and_names_unknown_ids():
+    ds = _toy([0, 1, 0, 1])
+    picked = ds.by_ids([ds.ids[2], ds.ids[0]])
+    assert picked.ids == (ds.ids[2], ds.ids[0]) and picked.labels.tolist() == [0, 0]
+    assert ds.positions([ds.ids[3]]).tolist() == [3]
+    with pytest.raises(KeyError, match="'nope'"):
+        ds.positions(["nope"])

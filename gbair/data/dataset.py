@@ -123,6 +123,18 @@ class TextDataset:
             class_names=self.class_names,
         )
 
+    def positions(self, ids: Sequence[str]) -> np.ndarray:
+        """Indices of ``ids`` in this dataset, in that order."""
+        index = {example_id: i for i, example_id in enumerate(self.ids)}
+        missing = [i for i in ids if i not in index]
+        if missing:
+            raise KeyError(f"TextDataset.positions: {len(missing)} ids not in the dataset, e.g. {missing[0]!r}")
+        return np.array([index[i] for i in ids], np.int64)
+
+    def by_ids(self, ids: Sequence[str]) -> TextDataset:
+        """The examples with ``ids``, in that order."""
+        return self.subset(self.positions(ids))
+
     def with_labels(self, labels: Sequence[int] | np.ndarray) -> TextDataset:
         """Same examples relabelled (e.g. noisy or predicted labels); validated like the original."""
         arr = _as_index_array("TextDataset.with_labels labels", labels)

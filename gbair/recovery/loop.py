@@ -141,8 +141,7 @@ class Sweep:
     def run_cell(self, cell: Cell, splits: Mapping[str, TextDataset], strategy_names: Sequence[str]) -> None:
         clean_train, validation, test = splits["train"], splits["validation"], splits["test"]
         noisy_train = self.noisy_train(cell, clean_train)
-        true_label = dict(zip(clean_train.ids, clean_train.labels.tolist()))
-        true_labels = np.array([true_label[i] for i in noisy_train.ids])
+        true_labels = clean_train.by_ids(noisy_train.ids).labels
         base = {"n_flagged": 0, "n_flagged_corrupted": 0}
         corrupted = self.cached_run(cell.path / "corrupted", noisy_train, test, cell.seed,
                                     {**base, "n_corrupted_remaining": int((noisy_train.labels != true_labels).sum())})
@@ -167,8 +166,6 @@ class Sweep:
     def iterate(self, cell: Cell, name: str, clean_train: TextDataset, noisy_train: TextDataset,
                 validation: TextDataset, test: TextDataset) -> list[dict]:
         """Iterations 1..T of one strategy, resuming after the last finished one."""
-        true_label = dict(zip(clean_train.ids, clean_train.labels.tolist()))
-        position = {example_id: i for i, example_id in enumerate(noisy_train.ids)}
         train, previous, rows = noisy_train, cell.path / "corrupted", []
         for t in range(1, self.recovery.iterations + 1):
             directory = cell.path / name / f"it{t}"
@@ -176,7 +173,7 @@ class Sweep:
             if state_path.exists():  # finished before an interruption: restore, do not redo
                 state = json.loads(state_path.read_text())
                 rows.append(state["row"])
-                train = noisy_train.subset([position[i] for i in state["ids"]]).with_labels(state["labels"])
+                train = noisy_train.by_ids(state["ids"]).with_labels(state["labels"])
                 previous = directory
                 continue
             start = time.time()
@@ -187,7 +184,7 @@ class Sweep:
                 logging.info("%s %s: no misclassified validation examples; stopping at iteration %d",
                              cell, name, t - 1)
                 break
-            is_corrupted = train.labels != np.array([true_label[i] for i in train.ids])
+            is_corrupted = train.labels != clean_train.by_ids(train.ids).labels
             misclassified = validation.subset(np.flatnonzero(wrong))
             influence = None
             if name in strategies.TRACIN_BASED:  # both variants, kept for explanations and the report
@@ -206,7 +203,7 @@ class Sweep:
             train = self.apply(train, flagged, checkpoints[-1].prompt)
             self.fit(train, directory, cell.seed)
             final = prompt_checkpoints.load_prompt_checkpoints(self.workdir / directory / "checkpoints")[-1]
-            remaining = int((train.labels != np.array([true_label[i] for i in train.ids])).sum())
+            remaining = int((train.labels != clean_train.by_ids(train.ids).labels).sum())
             row = cell.row(name, t, n_train=len(train), n_flagged=len(flagged),
                            n_flagged_corrupted=int(is_corrupted[flagged].sum()), n_corrupted_remaining=remaining,
                            **self.test_metrics(final.prompt, test), wall_time_s=round(time.time() - start, 3))
