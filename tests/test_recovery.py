@@ -141,3 +141,21 @@ def test_explain_lists_equal_a_full_sort_of_fresh_engine_scores(uninterrupted, c
         stored.train.ids[i] for i in best[0]]
     report = (workdir / "report_spam_assassin_rate0.25_seed0.html").read_text()
     assert stored.queries.ids[0] in report and "http://" not in report and "https://" not in report
+
+
+def test_relabel_file_is_applied_to_the_corrupted_training_set(tmp_path, tiny_bert_dir):
+    from gbair.data.corruption import corrupt_labels  # pylint: disable=import-outside-toplevel
+    from tests.toy_model import toy_spam_splits  # pylint: disable=import-outside-toplevel
+    noisy, flipped = corrupt_labels(toy_spam_splits()["train"], 0.25, seed=0)
+    fix, drop = [noisy.ids[i] for i in np.flatnonzero(flipped)[:2]]
+    true_name = noisy.class_names[1 - noisy.labels[noisy.ids.index(fix)]]
+    decisions = tmp_path / "decisions.json"
+    decisions.write_text(json.dumps({"decisions": [{"id": fix, "action": "relabel", "label": true_name},
+                                                   {"id": drop, "action": "remove"}]}))
+    result = subprocess.run(sweep_command(tmp_path / "run", tiny_bert_dir, f"--gin.RELABEL_FILE='{decisions}'",
+                                          "--gin.Experiment.strategy_names=['oracle']",
+                                          "--gin.RecoveryConfig.iterations=0"),
+                            cwd=REPO, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-4000:]
+    [row] = read_rows(tmp_path / "run")
+    assert (row["n_train"], row["n_corrupted_remaining"]) == ("39", "8")  # 10 flipped: one fixed, one removed
