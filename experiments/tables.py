@@ -25,7 +25,7 @@ COLUMNS: tuple[str, ...] = (
     "n_flagged_corrupted", "n_corrupted_remaining", "test_accuracy", "test_f1", "test_auc", "wall_time_s")
 _INT_COLUMNS = ("seed", "iteration", "n_train", "n_flagged", "n_flagged_corrupted", "n_corrupted_remaining")
 _FLOAT_COLUMNS = ("corruption_rate", "test_accuracy", "test_f1", "wall_time_s")
-METRICS: tuple[str, ...] = ("test_f1", "test_accuracy", "test_auc")
+METRICS: tuple[str, ...] = ("test_f1", "test_accuracy", "test_auc", "flagged_precision")
 CLEAN = "clean"
 # Known cleaning strategies in display order; oracle (flags exactly the corrupted labels) comes last
 # as the upper bound on detection. Unknown strategies follow, alphabetically.
@@ -95,6 +95,8 @@ def load_results(path: os.PathLike) -> list[Row]:
             if row["n_flagged_corrupted"] > row["n_flagged"]:
                 raise ValueError(f"{path}:{line}: column 'n_flagged_corrupted' has value "
                                  f"{row['n_flagged_corrupted']}, expected <= n_flagged ({row['n_flagged']})")
+            # Derived: of the examples flagged at this iteration, the fraction truly corrupted.
+            row["flagged_precision"] = row["n_flagged_corrupted"] / row["n_flagged"] if row["n_flagged"] else None
             rows.append(row)
     return rows
 

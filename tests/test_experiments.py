@@ -166,3 +166,11 @@ def test_clis(workdir):
     subprocess.run([sys.executable, "-m", "experiments.plots", str(workdir)], cwd=REPO, env=env,
                    capture_output=True, text=True, check=True)
     assert (workdir / "recovery.png").read_bytes().startswith(PNG_SIGNATURE)
+
+
+def test_flagged_precision_table(workdir):
+    header, body = tables.paper_table(tables.load_results(workdir / "results.csv"), "flagged_precision")
+    row = dict(zip(header, body[0]))  # rate 0.1
+    # tracin it1 flags (5, 4) and (5, 5) over the two seeds: 0.8 and 1.0; random it2 (5, 0) and (5, 1).
+    assert (row["clean"], row["corrupted"]) == ("-", "-")
+    assert row["tracin it1"] == "0.900 ± 0.141" and row["random it2"] == "0.100 ± 0.141"
