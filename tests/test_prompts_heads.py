@@ -76,3 +76,14 @@ def test_cosine_logits_and_cross_entropy_match_float64():
     z = 20.0 * cos
     expected = np.log(np.exp(z).sum(1)) - z[np.arange(5), labels]
     np.testing.assert_allclose(heads.cross_entropy(logits, jnp.asarray(labels)), expected, rtol=1e-5)
+
+
+def test_initializer_dispatch_and_unknown_kind():
+    table = jnp.asarray(np.random.default_rng(0).standard_normal((40, 4)), jnp.float32)
+    rng = jax.random.key(1)
+    np.testing.assert_array_equal(prompts.initializer("sampled_vocab", table, 3, skip=5)(rng),
+                                  prompts.sampled_vocab_init(rng, table, 3, skip=5))
+    np.testing.assert_array_equal(prompts.initializer("class_label", table, 3, class_token_ids=[[1], [2]])(rng)[:2],
+                                  table[1:3])
+    with pytest.raises(ValueError, match="prompt_init='zeros'"):
+        prompts.initializer("zeros", table, 3)

@@ -91,16 +91,9 @@ def minilm_classifier(
     names = tuple(class_names or class_descriptions)
     table = backbone["word_embeddings"]
 
-    def init_prompt(rng: jax.Array) -> jax.Array:
-        # BERT's first 1000 ids are [PAD], [unusedN], [CLS], [SEP], [MASK]: never sample those.
-        if prompt_init == "sampled_vocab":
-            return prompts.sampled_vocab_init(rng, table, prompt_length, skip=1000)
-        if prompt_init == "class_label":
-            ids = [tokenizer.word_ids(name) for name in names]
-            return prompts.class_label_init(rng, table, prompt_length, ids, skip=1000)
-        if prompt_init == "uniform":
-            return prompts.uniform_init(rng, prompt_length, config.hidden_size)
-        raise ValueError(f"prompt_init={prompt_init!r}, expected sampled_vocab, class_label or uniform")
+    # BERT's first 1000 ids are [PAD], [unusedN], [CLS], [SEP], [MASK]: never sample those.
+    init_prompt = prompts.initializer(prompt_init, table, prompt_length, skip=1000,
+                                      class_token_ids=[tokenizer.word_ids(name) for name in names])
 
     return PromptModel(
         params=params,

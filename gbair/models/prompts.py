@@ -4,7 +4,7 @@ Pure functions, so each is testable under `jax.jit` and the same code serves Min
 """
 
 import os
-from typing import Literal, Sequence
+from typing import Callable, Literal, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -46,6 +46,21 @@ def class_label_init(
 def uniform_init(rng: jax.Array, length: int, d_model: int, *, scale: float = 0.5) -> jax.Array:
     """U(-scale, scale), the prompt-tuning paper's random baseline."""
     return jax.random.uniform(rng, (length, d_model), jnp.float32, -scale, scale)
+
+
+def initializer(kind: str, embeddings: jax.Array, length: int, *, class_token_ids: Sequence[Sequence[int]] = (),
+                skip: int = 0) -> Callable[[jax.Array], jax.Array]:
+    """rng -> [length, E] prompt for `kind`: sampled_vocab | class_label | uniform.
+
+    skip: ids below it (special tokens) are never sampled.
+    """
+    if kind == "sampled_vocab":
+        return lambda rng: sampled_vocab_init(rng, embeddings, length, skip=skip)
+    if kind == "class_label":
+        return lambda rng: class_label_init(rng, embeddings, length, class_token_ids, skip=skip)
+    if kind == "uniform":
+        return lambda rng: uniform_init(rng, length, embeddings.shape[1])
+    raise ValueError(f"prompt_init={kind!r}, expected sampled_vocab, class_label or uniform")
 
 
 def insert_prompt(

@@ -400,15 +400,9 @@ def t5_classifier(
 
     table = params["token_embedder"]["embedding"]
 
-    def init_prompt(rng: jax.Array) -> jax.Array:
-        # SentencePiece ids 0-2 are pad, EOS, unk; the rest are roughly in frequency order.
-        if prompt_init == "sampled_vocab":
-            return prompts.sampled_vocab_init(rng, table, prompt_length, skip=3)
-        if prompt_init == "class_label":
-            return prompts.class_label_init(rng, table, prompt_length, tokenize(list(names)), skip=3)
-        if prompt_init == "uniform":
-            return prompts.uniform_init(rng, prompt_length, config.d_model)
-        raise ValueError(f"prompt_init={prompt_init!r}, expected sampled_vocab, class_label or uniform")
+    # SentencePiece ids 0-2 are pad, EOS, unk; the rest are roughly in frequency order.
+    init_prompt = prompts.initializer(prompt_init, table, prompt_length, skip=3,
+                                      class_token_ids=tokenize(list(names)))
 
     return PromptModel(
         params=params,
