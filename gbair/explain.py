@@ -115,8 +115,7 @@ class RunExplainer:
         model = self.experiment.model
         predicted = trainer.predict(model, checkpoints[-1].prompt, queries).argmax(1)
         batch = self.experiment.recovery.tracin_batch_size
-        dot, cosine = (TracIn(model, checkpoints, variant=v, batch_size=batch).influence(train, queries)
-                       for v in ("dot", "cosine"))
+        dot, cosine = TracIn(model, checkpoints, batch_size=batch).influence_dot_and_cosine(train, queries)
         return IterationScores(train, queries, predicted, dot, cosine, None)
 
     def scores(self, cell: loop.Cell, strategy: str, iteration: int, example_id: str | None) -> IterationScores:

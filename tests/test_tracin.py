@@ -58,6 +58,17 @@ def test_float32_engine_matches_float64_oracle(variant):
     assert relative_error(tracin.aggregate_influence(TRAIN, TEST), expected.sum(1)) < 1e-4
 
 
+def test_one_pass_dot_and_cosine_equal_the_separate_variants():
+    model = toy_model()
+    checkpoints = toy_checkpoints(model)
+    dot, cosine = TracIn(model, checkpoints, batch_size=4).influence_dot_and_cosine(TRAIN, TEST)
+    np.testing.assert_allclose(dot, TracIn(model, checkpoints, batch_size=4).influence(TRAIN, TEST), rtol=1e-5)
+    np.testing.assert_allclose(cosine, TracIn(model, checkpoints, variant="cosine", batch_size=4).influence(TRAIN, TEST),
+                               rtol=1e-5, atol=1e-7)
+    with pytest.raises(ValueError, match="variant='dot'"):
+        TracIn(model, checkpoints, variant="cosine").influence_dot_and_cosine(TRAIN, TEST)
+
+
 def test_self_influence_is_diagonal_and_aggregate_is_row_sum():
     model = toy_model()
     tracin = TracIn(model, toy_checkpoints(model), batch_size=5)

@@ -102,6 +102,19 @@ class TracIn:
         return np.concatenate([s[:n] for _, n, s in self._stream("influence", train, self._influence_fn,
                                                                    (test_side,))])
 
+    def influence_dot_and_cosine(self, train: TextDataset, test: TextDataset) -> tuple[np.ndarray, np.ndarray]:
+        """Both [N_train, N_test] variants from one pass over `train` (cosine = normalised features)."""
+        if self.variant != "dot":
+            raise ValueError("TracIn.influence_dot_and_cosine needs raw gradients: build it with variant='dot'")
+        if len(test) == 0:
+            raise ValueError("TracIn: the test set is empty")
+        raw = self.gradient_features(test)
+        sides = np.stack([raw, _unit(raw)]) * self._rates[None, :, None, None]
+        both = [s[:, :n] for _, n, s in self._stream("influence (dot and cosine)", train, self._dot_and_cosine_fn,
+                                                     (self._put(sides, self._replicated),))]
+        dot_and_cosine = np.concatenate(both, axis=1)
+        return dot_and_cosine[0], dot_and_cosine[1]
+
     def aggregate_influence(self, train: TextDataset, test: TextDataset) -> np.ndarray:
         """[N_train] influence on the summed loss of the whole `test` set (= row sums of `influence`).
 
@@ -173,7 +186,7 @@ class TracIn:
             if projection is not None:
                 flat = jnp.dot(flat, projection, preferred_element_type=self.dtype)
             if self.variant == "cosine":
-                flat = flat / jnp.maximum(jnp.linalg.norm(flat, axis=-1, keepdims=True), 1e-30)
+                flat = _unit(flat)
             return flat
 
         return jax.lax.map(one_checkpoint, prompts)
@@ -184,6 +197,17 @@ class TracIn:
         def scores(params, prompts, projection, test_side, batch):
             train = self._features(params, prompts, projection, batch)
             return jnp.einsum("cbd,ctd->bt", train, test_side, preferred_element_type=self.dtype)
+
+        return jax.jit(scores, out_shardings=self._replicated)
+
+    @functools.cached_property
+    def _dot_and_cosine_fn(self):
+        """jit: block -> [2, B, T]: raw and normalised train features against the two test sides."""
+        def scores(params, prompts, projection, sides, batch):
+            train = self._features(params, prompts, projection, batch)
+            return jnp.stack([
+                jnp.einsum("cbd,ctd->bt", train, sides[0], preferred_element_type=self.dtype),
+                jnp.einsum("cbd,ctd->bt", _unit(train), sides[1], preferred_element_type=self.dtype)])
 
         return jax.jit(scores, out_shardings=self._replicated)
 
@@ -227,3 +251,9 @@ class TracIn:
         if aggregate:
             features = features.sum(axis=1, keepdims=True)
         return self._put(features * self._rates[:, None, None], self._replicated)
+
+
+def _unit(x):
+    """Rows scaled to unit norm (zero rows, i.e. padding, stay zero); numpy or jax arrays."""
+    xp = jnp if isinstance(x, jax.Array) else np
+    return x / xp.maximum(xp.linalg.norm(x, axis=-1, keepdims=True), 1e-30)

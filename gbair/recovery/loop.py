@@ -188,9 +188,8 @@ class Sweep:
             misclassified = validation.subset(np.flatnonzero(wrong))
             influence = None
             if name in strategies.TRACIN_BASED:  # both variants, kept for explanations and the report
-                influence = {variant: TracIn(self.model, checkpoints, variant=variant,
-                                             batch_size=self.recovery.tracin_batch_size).influence(train, misclassified)
-                             for variant in ("dot", "cosine")}
+                scorer = TracIn(self.model, checkpoints, batch_size=self.recovery.tracin_batch_size)
+                influence = dict(zip(("dot", "cosine"), scorer.influence_dot_and_cosine(train, misclassified)))
             context = strategies.SelectionContext(
                 model=self.model, train=train, checkpoints=checkpoints, misclassified=misclassified,
                 corrupted=is_corrupted, seed=cell.seed,
@@ -201,8 +200,7 @@ class Sweep:
                 save_explanations(self.workdir / directory / EXPLAIN_FILE, train, misclassified,
                                   predicted[wrong], influence, flagged)
             train = self.apply(train, flagged, checkpoints[-1].prompt)
-            self.fit(train, directory, cell.seed)
-            final = prompt_checkpoints.load_prompt_checkpoints(self.workdir / directory / "checkpoints")[-1]
+            final = self.fit(train, directory, cell.seed)[-1]
             remaining = int((train.labels != clean_train.by_ids(train.ids).labels).sum())
             row = cell.row(name, t, n_train=len(train), n_flagged=len(flagged),
                            n_flagged_corrupted=int(is_corrupted[flagged].sum()), n_corrupted_remaining=remaining,
