@@ -17,10 +17,15 @@ setuptools.setup(
         "gin-config>=0.5",
         "jax>=0.4.35",
         "matplotlib>=3.8",
+        "msgpack>=1.0",  # legacy T5X checkpoints
         "numpy>=1.26",
         "optax>=0.2.4",
         "orbax-checkpoint>=0.11",
         "safetensors>=0.4",
+        "sentencepiece>=0.2",  # T5's vocabulary
+        "seqio>=0.0.19",  # the safety datasets as seqio tasks (pulls in TensorFlow, CPU build)
+        "tensorflow-datasets>=4.9",  # civil_comments, wikipedia_toxicity_subtypes
+        "tensorstore>=0.1.60",  # zarr arrays of legacy T5X checkpoints
         "tokenizers>=0.20",
     ],
     extras_require={

@@ -12,7 +12,7 @@ import sys
 
 from absl import app, flags, logging
 
-from gbair import config
+from gbair import SettingError, config
 
 flags.DEFINE_multi_string("gin_file", [], "Gin config files, parsed in order.")
 flags.DEFINE_multi_string("gin_bindings", [], "Gin bindings, applied after the files.")
@@ -44,7 +44,10 @@ def main(argv: list[str]) -> None:
     os.makedirs(FLAGS.workdir, exist_ok=True)
     config.record(FLAGS.workdir, files, FLAGS.gin_bindings)
     logging.info("gbair: workdir %s", os.path.abspath(FLAGS.workdir))
-    config.execute(FLAGS.workdir)
+    try:
+        config.execute(FLAGS.workdir)
+    except (SettingError, FileNotFoundError) as e:  # the user's paths or settings: one line, no traceback
+        sys.exit(f"gbair: error: {str(e).splitlines()[0]}")
 
 
 def run() -> None:

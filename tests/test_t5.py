@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 from safetensors.numpy import load_file
 
+from gbair.checkpoints import hf
 from gbair.data.dataset import TextDataset
 from gbair.influence.tracin import TracIn
 from gbair.models import t5
@@ -29,7 +30,7 @@ def golden():
 @pytest.fixture(scope="module")
 def tiny(golden):
     config = t5.T5Config.from_hf(golden["config"])
-    return config, t5.params_from_hf(load_file(str(GOLDEN / "t5_tiny.safetensors")), config)
+    return config, hf.params_from_hf(load_file(str(GOLDEN / "t5_tiny.safetensors")), config)
 
 
 def run_golden(config, params, golden):
@@ -89,7 +90,7 @@ def test_params_from_hf_names_every_mismatch(tiny):
     bias = "encoder.block.0.layer.0.SelfAttention.relative_attention_bias.weight"
     tensors[bias] = tensors[bias].T
     with pytest.raises(ValueError) as error:
-        t5.params_from_hf(tensors, config)
+        hf.params_from_hf(tensors, config)
     message = str(error.value)
     assert "\n" not in message
     assert "missing ['decoder.block.1.layer.2.DenseReluDense.wo.weight']" in message

@@ -10,7 +10,7 @@ import numpy as np
 from gbair.data.dataset import TextDataset
 from gbair.models import heads, prompts
 from gbair.models.bert import mean_pool
-from gbair.models.classifier import PromptModel
+from gbair.models.prompts import PromptModel
 from gbair.train.checkpoints import PromptCheckpoint
 
 VOCAB, LENGTH = 37, 6

@@ -21,12 +21,11 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from gbair.data.dataset import TextDataset
 from gbair.influence.gradients import Method, per_example_grads
-from gbair.models.classifier import PromptModel
+from gbair.models.prompts import DATA, PromptModel, device_mesh, place
 from gbair.train.checkpoints import PromptCheckpoint
 from gbair.train.trainer import format_seconds, make_batch, pad_indices
 
 Variant = Literal["dot", "cosine"]
-DATA = "data"
 
 
 class KMostInfluential(NamedTuple):
@@ -44,11 +43,6 @@ def projection_matrix(dim_in: int, dim_out: int, seed: int) -> jax.Array:
     return jax.random.normal(jax.random.key(seed), (dim_in, dim_out), jnp.float32) / np.sqrt(dim_out)
 
 
-def data_mesh() -> Mesh:
-    """All devices (of all processes) along one `data` axis."""
-    return Mesh(np.array(jax.devices()), (DATA,))
-
-
 class TracIn:
     """TracInCP scores of one prompt model over its saved checkpoints.
 
@@ -60,7 +54,7 @@ class TracIn:
       batch_size: training examples per device per block.
       method: per-example gradient kernel, `tiled` or `vmap`.
       projection_dim: if set, project flattened gradients to this size with a seeded Gaussian map.
-      mesh: a Mesh with a `data` axis; default all devices.
+      mesh: a Mesh with a `data` axis; default the model's mesh, else all devices.
     """
 
     def __init__(self, model: PromptModel, checkpoints: Sequence[PromptCheckpoint], *,
@@ -74,13 +68,15 @@ class TracIn:
         if batch_size <= 0:
             raise ValueError(f"TracIn: batch_size={batch_size}, expected > 0")
         self.model, self.variant, self.method = model, variant, method
-        self.mesh = mesh or data_mesh()
+        if mesh is not None and model.mesh is not None and mesh != model.mesh:
+            raise ValueError("TracIn: mesh differs from the mesh the model's params live on (model.mesh)")
+        self.mesh = mesh or model.mesh or device_mesh()
         self.block_size = batch_size * self.mesh.shape[DATA]
         self.log_every_s = log_every_s
         dim = int(np.prod(model.prompt_shape))
         self._replicated = NamedSharding(self.mesh, PartitionSpec())
         self._sharded = NamedSharding(self.mesh, PartitionSpec(DATA))
-        self._params = self._put(model.params, self._replicated)
+        self._params = model.params if model.mesh is not None else self._put(model.params, self._replicated)
         prompts = np.stack([np.asarray(c.prompt) for c in checkpoints])
         self.dtype = np.promote_types(prompts.dtype, np.float32)  # float64 only in oracle tests
         self._prompts = self._put(prompts.astype(self.dtype), self._replicated)
@@ -147,10 +143,8 @@ class TracIn:
 
     # ---- machinery -----------------------------------------------------------------------------
 
-    def _put(self, tree, sharding):
-        """Host arrays -> global arrays (works with several processes: each fills its own shards)."""
-        return jax.tree.map(lambda x: jax.make_array_from_callback(
-            np.shape(x), sharding, lambda index: np.asarray(x)[index]), tree)
+    def _put(self, tree, sharding: NamedSharding):
+        return place(tree, self.mesh, jax.tree.map(lambda _: sharding.spec, tree))
 
     def _blocks(self, what: str, dataset: TextDataset):
         """Yields (begin, valid rows, sharded batch) for fixed-size blocks of `dataset`, logging progress."""

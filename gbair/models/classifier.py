@@ -1,40 +1,21 @@
-"""A prompt-tuned classifier: a frozen backbone as pure functions of (params, prompt, batch).
+"""The gin-configurable backbones: each builds a `PromptModel` (see `gbair.models.prompts`).
 
-`PromptModel` is the one interface the trainer and the TracIn engine see, so a backbone (MiniLM
-now, T5 later) plugs in without either of them changing. Frozen params are passed as arguments,
-not closed over, so jit does not bake hundreds of MB of constants into every compiled function.
+MiniLM is the embedded default; T5 1.1 reads a T5X or Hugging Face checkpoint and a SentencePiece
+vocabulary that the user provides.
 """
 
 import dataclasses
 import os
-from typing import Any, Callable, Literal, Mapping, Sequence
+from typing import Callable, Literal, Sequence
 
 import gin
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from gbair import assets
-from gbair.models import bert, heads, prompts
-
-Params = Any
-Batch = Mapping[str, jax.Array]
-
-
-@dataclasses.dataclass(frozen=True)
-class PromptModel:
-    """Everything needed to train, evaluate and differentiate one prompt-tuned classifier.
-
-    batch keys: the ones `featurize` returns (fixed shapes), plus "label" [B] int32.
-    """
-
-    params: Params  # frozen backbone and head; never updated
-    init_prompt: Callable[[jax.Array], jax.Array]  # rng -> [P, E] float32
-    logits_fn: Callable[[Params, jax.Array, Batch], jax.Array]  # (params, prompt, batch) -> [B, C]
-    loss_fn: Callable[[Params, jax.Array, Batch], jax.Array]  # (params, prompt, batch) -> [B]
-    featurize: Callable[[Sequence[str]], dict[str, np.ndarray]]  # texts -> fixed-shape arrays
-    class_names: tuple[str, ...]
-    prompt_shape: tuple[int, int]
+from gbair import SettingError, assets, checkpoints
+from gbair.models import bert, heads, prompts, t5
+from gbair.models.prompts import Batch, Params, PromptModel
 
 
 @gin.configurable
@@ -104,3 +85,70 @@ def minilm_classifier(
         class_names=names,
         prompt_shape=(prompt_length, config.hidden_size),
     )
+
+
+gin.external_configurable(t5.T5Config)  # custom (e.g. tiny test) sizes: t5_1_1_classifier.size = @T5Config()
+
+
+# The vocabulary of every public T5 1.1 / LM-adapted checkpoint (read by seqio through tf.io.gfile).
+T5_1_1_VOCABULARY = "gs://t5-data/vocabs/cc_all.32000.100extra/sentencepiece.model"
+HF_VOCABULARY = "spiece.model"  # what a Hugging Face T5 dir ships next to model.safetensors
+
+
+def sentencepiece_tokenizer(model_file: str | os.PathLike) -> Callable[[list[str]], list[list[int]]]:
+    """texts -> ids (no EOS) with seqio's SentencePieceVocabulary over a `.model` file (local or gs://)."""
+    model_file = os.fspath(model_file)
+    if not model_file.startswith("gs://") and not os.path.isfile(model_file):
+        raise FileNotFoundError(f"SentencePiece model {model_file} does not exist (expected the checkpoint's "
+                                f"vocabulary, e.g. {T5_1_1_VOCABULARY} copied locally)")
+    import seqio
+
+    vocabulary = seqio.SentencePieceVocabulary(model_file)
+    return lambda texts: [vocabulary.encode(text) for text in texts]
+
+
+def default_vocabulary(checkpoint: str) -> str:
+    """spiece.model beside a Hugging Face checkpoint, else the public T5 1.1 vocabulary."""
+    directory = checkpoint if os.path.isdir(checkpoint) else os.path.dirname(checkpoint)
+    beside = os.path.join(directory, HF_VOCABULARY)
+    return beside if os.path.isfile(beside) else T5_1_1_VOCABULARY
+
+
+@gin.configurable
+def t5_1_1_classifier(
+    verbalizers: Sequence[str],
+    *,
+    checkpoint: str | None = None,
+    vocabulary: str | None = None,
+    size: str | t5.T5Config = "base",
+    dtype: str = "float32",
+    class_names: Sequence[str] | None = None,
+    prompt_length: int = 100,
+    max_length: int = 256,
+    prompt_init: Literal["sampled_vocab", "class_label", "uniform"] = "class_label",
+    model_parallel: int = 1,
+) -> PromptModel:
+    """T5 1.1 (or LM-adapted T5) from a T5X / Hugging Face checkpoint as a rank classifier (see `t5.t5_classifier`).
+
+    Args:
+      verbalizers: one target text per class, e.g. ("ok", "not ok"); its log-likelihood is the class score.
+      checkpoint: a T5X step dir (legacy or Orbax, local or gs://) or HF safetensors file/dir. Required.
+      vocabulary: the SentencePiece `.model` file the checkpoint was trained with; default
+        `spiece.model` beside a Hugging Face checkpoint, else the public T5 1.1 vocabulary on GCS.
+      size: small | base | large | xl | xxl, or a `T5Config` (tests use a tiny one).
+      dtype: activations in `float32` or `bfloat16` (norms, logits and losses stay float32).
+      model_parallel: devices per model copy; kernels are sharded over them (`t5.partition_specs`)
+        and batches over the remaining devices. 1 = pure data parallelism.
+    """
+    if not checkpoint:
+        raise SettingError("no T5 checkpoint: pass --gin.CHECKPOINT=\"'/path/to/checkpoint_1100000'\" "
+                                  "(a T5X step dir, local or gs://, or a Hugging Face safetensors file or dir)")
+    if isinstance(size, str) and size not in t5.SIZES:
+        raise ValueError(f"t5_1_1_classifier.size={size!r}, expected one of {sorted(t5.SIZES)} or a T5Config")
+    t5_config = dataclasses.replace(t5.SIZES[size] if isinstance(size, str) else size, dtype=dtype)
+    tokenize = sentencepiece_tokenizer(vocabulary or default_vocabulary(checkpoint))
+    mesh = prompts.device_mesh(model_parallel)
+    specs = t5.partition_specs(t5_config, model_parallel)
+    params = prompts.place(checkpoints.load_t5_params(checkpoint, t5_config), mesh, specs)
+    return t5.t5_classifier(params, t5_config, tokenize, verbalizers, prompt_length=prompt_length,
+                            max_length=max_length, class_names=class_names, prompt_init=prompt_init, mesh=mesh)

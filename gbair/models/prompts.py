@@ -1,18 +1,61 @@
 """The soft prompt: a trainable float32 [prompt_length, d_model] array, how it starts, how it joins the input.
 
 Pure functions, so each is testable under `jax.jit` and the same code serves MiniLM and T5.
+`PromptModel` is the one interface the trainer and the TracIn engine see, so a backbone (MiniLM
+or T5) plugs in without either of them changing. Frozen params are passed as arguments, not
+closed over, so jit does not bake hundreds of MB of constants into every compiled function.
 """
 
+import dataclasses
 import os
-from typing import Callable, Literal, Sequence
+from typing import Any, Callable, Literal, Mapping, Sequence
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from gbair import atomic
 
 Position = Literal["prefix", "after_first"]
+Params = Any
+Batch = Mapping[str, jax.Array]
+DATA, MODEL = "data", "model"  # mesh axes: examples are split over DATA, big kernels over MODEL
+
+
+def device_mesh(model_parallel: int = 1) -> Mesh:
+    """All devices (of all processes) as a [data, model] mesh with `model_parallel` devices per model copy."""
+    devices = np.array(jax.devices())
+    if model_parallel < 1 or devices.size % model_parallel:
+        raise ValueError(f"model_parallel={model_parallel} does not divide the {devices.size} devices")
+    return Mesh(devices.reshape(-1, model_parallel), (DATA, MODEL))
+
+
+def place(tree: Any, mesh: Mesh, specs: Any = None) -> Any:
+    """Host arrays -> global arrays on `mesh`, each leaf sharded by its PartitionSpec in `specs`
+    (default: replicated). Works with several processes: each fills only its own shards."""
+    specs = jax.tree.map(lambda _: PartitionSpec(), tree) if specs is None else specs
+    return jax.tree.map(lambda x, spec: jax.make_array_from_callback(
+        np.shape(x), NamedSharding(mesh, spec), lambda index: np.asarray(x)[index]), tree, specs)
+
+
+@dataclasses.dataclass(frozen=True)
+class PromptModel:
+    """Everything needed to train, evaluate and differentiate one prompt-tuned classifier.
+
+    batch keys: the ones `featurize` returns (fixed shapes), plus "label" [B] int32.
+    """
+
+    params: Params  # frozen backbone and head; never updated
+    init_prompt: Callable[[jax.Array], jax.Array]  # rng -> [P, E] float32
+    logits_fn: Callable[[Params, jax.Array, Batch], jax.Array]  # (params, prompt, batch) -> [B, C]
+    loss_fn: Callable[[Params, jax.Array, Batch], jax.Array]  # (params, prompt, batch) -> [B]
+    featurize: Callable[[Sequence[str]], dict[str, np.ndarray]]  # texts -> fixed-shape arrays
+    class_names: tuple[str, ...]
+    prompt_shape: tuple[int, int]
+    # The mesh `params` already live on (sharded over MODEL where big); the trainer and TracIn then
+    # split batches over its DATA axis. None: host arrays, placed by whoever runs the model.
+    mesh: Mesh | None = None
 
 
 def sampled_vocab_init(

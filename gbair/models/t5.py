@@ -15,9 +15,10 @@ from typing import Any, Callable, Literal, Mapping, Sequence
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.sharding import Mesh, PartitionSpec
 
 from gbair.models import prompts
-from gbair.models.classifier import PromptModel
+from gbair.models.prompts import PromptModel
 
 Params = Mapping[str, Any]
 PAD_ID, EOS_ID = 0, 1
@@ -76,7 +77,7 @@ SIZES: dict[str, T5Config] = {
 # ---- parameters ---------------------------------------------------------------------------------
 
 def param_shapes(config: T5Config) -> dict:
-    """The T5X param tree with shape tuples as leaves (what `init_params` and `params_from_hf` build)."""
+    """The T5X param tree with shape tuples as leaves (what `init_params` and the checkpoint readers build)."""
     e, h, d, f, v = config.d_model, config.num_heads, config.head_dim, config.d_ff, config.vocab_size
     attention = {"query": {"kernel": (e, h * d)}, "key": {"kernel": (e, h * d)},
                  "value": {"kernel": (e, h * d)}, "out": {"kernel": (h * d, e)}}
@@ -97,6 +98,30 @@ def param_shapes(config: T5Config) -> dict:
     }
 
 
+def partition_specs(config: T5Config, model_parallel: int) -> dict:
+    """PartitionSpecs of the param tree over the mesh's MODEL axis (Megatron-style, as T5X's rules).
+
+    Q/K/V, wi_0/wi_1 and the logits split their output dim (heads, F, V); attention-out and wo their
+    input dim, so each layer needs one all-reduce; the embedding splits its vocab rows. Norms and
+    position tables are small and replicated. With model_parallel=1 everything is replicated.
+    """
+    for name, size in (("num_heads*head_dim", config.num_heads * config.head_dim), ("d_ff", config.d_ff),
+                       ("vocab_size", config.vocab_size)):
+        if size % model_parallel:
+            raise ValueError(f"T5 {name}={size} is not divisible by model_parallel={model_parallel}")
+    split_out, split_in = PartitionSpec(None, prompts.MODEL), PartitionSpec(prompts.MODEL, None)
+
+    def spec(path, shape):
+        name = jax.tree_util.keystr(path)
+        if model_parallel == 1 or len(shape) != 2 or "rel_embedding" in name:
+            return PartitionSpec()
+        if "'embedding'" in name or "'out'" in name or "'wo'" in name:
+            return split_in
+        return split_out
+
+    return jax.tree_util.tree_map_with_path(spec, param_shapes(config), is_leaf=_is_shape)
+
+
 def _is_shape(x: Any) -> bool:
     return isinstance(x, tuple) and all(isinstance(n, int) for n in x)
 
@@ -115,86 +140,6 @@ def init_params(config: T5Config, rng: jax.Array) -> dict:
         return (std * z).reshape(shape)
 
     return jax.tree.unflatten(treedef, [draw(p, s, z) for (p, s), z in zip(paths, noise)])
-
-
-def _hf_names(config: T5Config) -> dict[str, tuple[tuple[str, ...], bool]]:
-    """Hugging Face tensor name -> (T5X param path, transpose?)."""
-    names: dict[str, tuple[tuple[str, ...], bool]] = {
-        "shared.weight": (("token_embedder", "embedding"), False),
-        "encoder.final_layer_norm.weight": (("encoder", "encoder_norm", "scale"), False),
-        "decoder.final_layer_norm.weight": (("decoder", "decoder_norm", "scale"), False),
-        "lm_head.weight": (("decoder", "logits_dense", "kernel"), True),
-    }
-    for stack in ("encoder", "decoder"):
-        names[f"{stack}.block.0.layer.0.SelfAttention.relative_attention_bias.weight"] = (
-            (stack, "relpos_bias", "rel_embedding"), True)
-
-    def attention(hf: str, path: tuple[str, ...]) -> None:
-        for ours, theirs in (("query", "q"), ("key", "k"), ("value", "v"), ("out", "o")):
-            names[f"{hf}.{theirs}.weight"] = (path + (ours, "kernel"), True)
-
-    def mlp(hf: str, path: tuple[str, ...]) -> None:
-        for name in ("wi_0", "wi_1", "wo"):
-            names[f"{hf}.DenseReluDense.{name}.weight"] = (path + ("mlp", name, "kernel"), True)
-        names[f"{hf}.layer_norm.weight"] = (path + ("pre_mlp_layer_norm", "scale"), False)
-
-    for i in range(config.num_encoder_layers):
-        hf, path = f"encoder.block.{i}.layer.", ("encoder", f"layers_{i}")
-        attention(hf + "0.SelfAttention", path + ("attention",))
-        names[hf + "0.layer_norm.weight"] = (path + ("pre_attention_layer_norm", "scale"), False)
-        mlp(hf + "1", path)
-    for i in range(config.num_decoder_layers):
-        hf, path = f"decoder.block.{i}.layer.", ("decoder", f"layers_{i}")
-        attention(hf + "0.SelfAttention", path + ("self_attention",))
-        names[hf + "0.layer_norm.weight"] = (path + ("pre_self_attention_layer_norm", "scale"), False)
-        attention(hf + "1.EncDecAttention", path + ("encoder_decoder_attention",))
-        names[hf + "1.layer_norm.weight"] = (path + ("pre_cross_attention_layer_norm", "scale"), False)
-        mlp(hf + "2", path)
-    return names
-
-
-# Aliases of `shared.weight` that some exports repeat, and a never-used tensor HF itself ignores.
-_HF_IGNORED = ("encoder.embed_tokens.weight", "decoder.embed_tokens.weight",
-               "decoder.block.0.layer.1.EncDecAttention.relative_attention_bias.weight")
-
-
-def params_from_hf(tensors: Mapping[str, np.ndarray], config: T5Config) -> dict:
-    """Maps Hugging Face T5 1.1 tensors (`model.safetensors`) into the T5X tree (kernel = weight.T).
-
-    Checks everything before failing, so one error names every missing, unexpected and
-    wrong-shape tensor (shapes in the Hugging Face layout).
-    """
-    shapes = param_shapes(config)
-    missing, wrong, params = [], [], {}
-    for name, (path, transpose) in _hf_names(config).items():
-        expected = _get(shapes, path)
-        expected_hf = expected[::-1] if transpose else expected
-        if name not in tensors:
-            missing.append(name)
-        elif tuple(np.shape(tensors[name])) != expected_hf:
-            wrong.append(f"{name} {tuple(np.shape(tensors[name]))} (expected {expected_hf})")
-        else:
-            array = np.asarray(tensors[name], np.float32)
-            _set(params, path, np.ascontiguousarray(array.T) if transpose else array)
-    known = set(_hf_names(config)) | set(_HF_IGNORED)
-    unexpected = sorted(n for n in tensors if n not in known)
-    problems = [f"{what} {items}" for what, items in
-                (("missing", missing), ("unexpected", unexpected), ("wrong shape", wrong)) if items]
-    if problems:
-        raise ValueError(f"T5 weights do not fit {config}: " + "; ".join(problems))
-    return params
-
-
-def _get(tree: Mapping, path: Sequence[str]) -> Any:
-    for key in path:
-        tree = tree[key]
-    return tree
-
-
-def _set(tree: dict, path: Sequence[str], value: Any) -> None:
-    for key in path[:-1]:
-        tree = tree.setdefault(key, {})
-    tree[path[-1]] = value
 
 
 # ---- the network --------------------------------------------------------------------------------
@@ -348,6 +293,7 @@ def t5_classifier(
     target_length: int | None = None,
     class_names: Sequence[str] | None = None,
     prompt_init: Literal["sampled_vocab", "class_label", "uniform"] = "sampled_vocab",
+    mesh: Mesh | None = None,
 ) -> PromptModel:
     """T5 1.1 + soft prompt prefixed to the encoder input; a class's score is the log-likelihood of its verbalizer.
 
@@ -360,6 +306,7 @@ def t5_classifier(
       target_length: decoder length; default the longest verbalizer + EOS.
       class_names: short label words for `class_label` init and reports (default: the verbalizers).
       prompt_init: `sampled_vocab` | `class_label` | `uniform`.
+      mesh: the mesh `params` were placed on (see `partition_specs`), if any.
     """
     targets, target_mask = encode_targets(tokenize, verbalizers, target_length)
     decoder_inputs = np.asarray(shift_right(targets))
@@ -412,4 +359,5 @@ def t5_classifier(
         featurize=featurize,
         class_names=names,
         prompt_shape=(prompt_length, config.d_model),
+        mesh=mesh,
     )

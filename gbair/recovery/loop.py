@@ -29,7 +29,7 @@ from gbair.data.corruption import corrupt_labels
 from gbair.data.dataset import TextDataset
 from gbair.data.decisions import apply_decisions
 from gbair.influence.tracin import TracIn
-from gbair.models.classifier import PromptModel
+from gbair.models.prompts import PromptModel
 from gbair.recovery import strategies
 from gbair.train import checkpoints as prompt_checkpoints
 from gbair.train import trainer

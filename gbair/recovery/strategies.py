@@ -12,7 +12,7 @@ import numpy as np
 
 from gbair.data.dataset import TextDataset
 from gbair.influence.tracin import TracIn
-from gbair.models.classifier import PromptModel
+from gbair.models.prompts import PromptModel
 from gbair.train import trainer
 from gbair.train.checkpoints import PromptCheckpoint
 

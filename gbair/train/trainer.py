@@ -19,12 +19,13 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 from absl import logging
+from jax.sharding import PartitionSpec
 
 from gbair import atomic
 from gbair.data.dataset import TextDataset
 from gbair.data.decisions import apply_decisions
 from gbair.models import prompts
-from gbair.models.classifier import PromptModel
+from gbair.models.prompts import DATA, PromptModel, place
 from gbair.train import checkpoints
 from gbair.train.metrics import classification_metrics
 
@@ -121,6 +122,14 @@ def make_batch(features: dict[str, np.ndarray], labels: np.ndarray, indices: np.
     return batch
 
 
+def on_mesh(model: PromptModel, batch: dict[str, np.ndarray]) -> Any:
+    """A batch split over the DATA axis of the model's mesh (replicated if it does not divide evenly)."""
+    if model.mesh is None:
+        return batch
+    split = len(batch["label"]) % model.mesh.shape[DATA] == 0
+    return place(batch, model.mesh, jax.tree.map(lambda _: PartitionSpec(DATA) if split else PartitionSpec(), batch))
+
+
 def fingerprint(model: PromptModel, dataset: TextDataset, config: TrainConfig) -> str:
     """Identifies what a checkpoint directory was trained on, so resume refuses a different run."""
     digest = hashlib.sha256(json.dumps([dataclasses.asdict(config), model.prompt_shape, model.class_names,
@@ -151,11 +160,13 @@ def train(model: PromptModel, dataset: TextDataset, config: TrainConfig,
         state = checkpoints.restore_state(mngr, first_step, state)
         saved = list(mngr.all_steps())
         logging.info("Resuming from step %d of %d (%s)", first_step, total_steps, checkpoint_dir)
+    if model.mesh is not None:
+        state = place(jax.device_get(state), model.mesh)  # replicated beside the (sharded) params
 
     train_step = _train_step_fn(model.loss_fn, optimizer)
     progress = Progress(total_steps, first_step, config.batch_size, config.log_every)
     for step in range(first_step, total_steps):
-        batch = make_batch(features, dataset.labels, *batch_indices(len(dataset), config, step))
+        batch = on_mesh(model, make_batch(features, dataset.labels, *batch_indices(len(dataset), config, step)))
         state, loss = train_step(model.params, state, batch)
         progress.update(step + 1, loss)
         if mngr is not None and ((step + 1) % every == 0 or step + 1 == total_steps):
@@ -213,7 +224,7 @@ def map_batches(fn: Callable, model: PromptModel, prompt: Any, dataset: TextData
     out = []
     for begin in range(0, len(dataset), batch_size):
         indices, weights = pad_indices(np.arange(begin, min(begin + batch_size, len(dataset))), batch_size)
-        batch = make_batch(features, dataset.labels, indices, weights)
+        batch = on_mesh(model, make_batch(features, dataset.labels, indices, weights))
         out.append(np.asarray(compiled(model.params, prompt, batch))[: len(dataset) - begin])
     return np.concatenate(out)
 

@@ -1,0 +1,85 @@
+"""Pretrained T5 weights from T5X (legacy or Orbax) or Hugging Face checkpoints, in one T5X-named tree.
+
+`load_t5_params(path, config)` works out the format from what is at `path`, reads it, and checks the
+result against the param tree the config implies, naming every missing, unexpected and wrong-shape
+parameter in one error. Nothing is unpickled: msgpack, TensorStore, Orbax and safetensors only.
+"""
+
+import os
+from typing import Any, Literal
+
+import jax
+import numpy as np
+
+from gbair.checkpoints import hf, t5x
+from gbair.models.t5 import T5Config, param_shapes
+
+Format = Literal["t5x_legacy", "t5x_orbax", "hf_safetensors"]
+HF_WEIGHTS = "model.safetensors"
+
+
+def _exists(path: str) -> bool:
+    if path.startswith("gs://"):
+        return True  # checked by TensorStore when read: no network probe here
+    return os.path.exists(path)
+
+
+def detect_format(path: str) -> tuple[Format, str]:
+    """(format, the file or step dir to read) for a T5X step dir, its `checkpoint` file, a safetensors
+    file or a Hugging Face model dir."""
+    path = os.fspath(path).rstrip("/")
+    if path.endswith(".safetensors"):
+        return "hf_safetensors", path
+    if os.path.basename(path) == t5x.LEGACY_FILE:
+        return "t5x_legacy", os.path.dirname(path)
+    if path.startswith("gs://"):  # no listing without network access: the T5X default layout
+        return "t5x_legacy", path
+    candidates: list[tuple[Format, str]] = [
+        ("t5x_orbax", os.path.join(path, t5x.ORBAX_ITEM)),
+        ("t5x_legacy", os.path.join(path, t5x.LEGACY_FILE)),
+        ("hf_safetensors", os.path.join(path, HF_WEIGHTS)),
+    ]
+    for fmt, candidate in candidates:
+        if _exists(candidate):
+            return fmt, (candidate if fmt == "hf_safetensors" else path)
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"checkpoint path {path} does not exist")
+    raise ValueError(f"checkpoint {path}: not a T5X step dir (no {t5x.ORBAX_ITEM}/ or {t5x.LEGACY_FILE}) "
+                     f"and no {HF_WEIGHTS}; expected e.g. .../checkpoint_1100000 or a safetensors file")
+
+
+def load_t5_params(path: str, config: T5Config) -> dict:
+    """Reads T5 1.1 weights from any supported checkpoint into the T5X tree (float32 numpy arrays)."""
+    fmt, location = detect_format(path)
+    if fmt == "hf_safetensors":
+        from safetensors.numpy import load_file
+
+        return hf.params_from_hf(load_file(location), config)
+    target = t5x.read_legacy(location) if fmt == "t5x_legacy" else t5x.read_orbax(location)
+    check_params(target, config, f"{path} ({fmt})")
+    return jax.tree.map(lambda x: np.asarray(x, np.float32), target)
+
+
+def _shapes(tree: Any) -> dict[str, tuple[int, ...]]:
+    """{"encoder/layers_0/.../kernel": shape} of a tree of arrays or of shape tuples."""
+    leaves, _ = jax.tree_util.tree_flatten_with_path(tree, is_leaf=lambda x: isinstance(x, tuple))
+    return {"/".join(str(k.key) for k in path): leaf if isinstance(leaf, tuple) else tuple(np.shape(leaf))
+            for path, leaf in leaves}
+
+
+def check_params(params: Any, config: T5Config, source: str) -> None:
+    """Raises one ValueError naming every missing, unexpected and wrong-shape param of `params`."""
+    expected, got = _shapes(param_shapes(config)), _shapes(params)
+    missing = sorted(set(expected) - set(got))
+    unexpected = sorted(set(got) - set(expected))
+    wrong = [f"{name} {got[name]} (expected {shape})" for name, shape in sorted(expected.items())
+             if name in got and got[name] != shape]
+    problems = [f"{what} {items}" for what, items in
+                (("missing", missing), ("unexpected", unexpected), ("wrong shape", wrong)) if items]
+    if problems:
+        raise ValueError(f"{source} does not fit T5 {_describe(config)}: " + "; ".join(problems))
+
+
+def _describe(config: T5Config) -> str:
+    return (f"E={config.d_model} H={config.num_heads} D={config.head_dim} F={config.d_ff} V={config.vocab_size} "
+            f"layers={config.num_encoder_layers}+{config.num_decoder_layers}")

@@ -1,0 +1,98 @@
+"""T5X checkpoints, read without t5x: the legacy msgpack + TensorStore layout and the Orbax one.
+
+Legacy (`checkpoint_<step>/checkpoint`): a flax-msgpack dict `{version, optimizer: {target, state}}`.
+A leaf is an inline array (msgpack ext type 1) or a TensorStore zarr spec whose kvstore path is
+relative to the step dir (the param path with `/` -> `.`, gzip chunks). Checkpoints written to GCS
+carry a dummy bucket; the real one comes from the path the user gives, and `gs://` paths are handed
+to TensorStore's gcs driver as they are. Orbax (`checkpoint_<step>/state/`): a PyTree checkpoint of
+`{target, state}`. Only `target` (the model params) is read; optimizer slots are skipped.
+"""
+
+import os
+import re
+from typing import Any, Mapping
+
+import numpy as np
+
+LEGACY_FILE = "checkpoint"
+ORBAX_ITEM = "state"
+_GCS = re.compile(r"gs://([^/]+)/?(.*)", re.DOTALL)
+
+
+def _is_spec(leaf: Any) -> bool:
+    return isinstance(leaf, Mapping) and {"driver", "kvstore"} <= set(leaf)
+
+
+def absolute_spec(spec: Mapping[str, Any], step_dir: str) -> dict:
+    """A legacy leaf's TensorStore spec with its relative path resolved against `step_dir` (local or gs://)."""
+    spec = dict(spec)
+    kvstore = dict(spec.pop("kvstore"))
+    relative = kvstore.get("path") or spec.pop("path", None)  # tensorstore < 0.1.14 kept it at the top
+    spec.pop("path", None)
+    if not relative:
+        raise ValueError(f"{step_dir}: TensorStore spec without a path: {spec}")
+    gcs = _GCS.fullmatch(step_dir)
+    if gcs:
+        kvstore = {"driver": "gcs", "bucket": gcs.group(1), "path": f"{gcs.group(2).rstrip('/')}/{relative}".lstrip("/")}
+    elif kvstore.get("driver") in ("file", "gfile", "gcs"):
+        kvstore = {"driver": "file", "path": os.path.join(step_dir, relative)}
+    else:
+        raise ValueError(f"{step_dir}: unsupported TensorStore kvstore driver {kvstore.get('driver')!r} "
+                         f"(expected file, gfile or gcs)")
+    return {**spec, "kvstore": kvstore}
+
+
+def _read_bytes(path: str) -> bytes:
+    gcs = _GCS.fullmatch(path)
+    if not gcs:
+        with open(path, "rb") as f:
+            return f.read()
+    import tensorstore as ts
+
+    store = ts.KvStore.open({"driver": "gcs", "bucket": gcs.group(1)}).result()
+    result = store.read(gcs.group(2)).result()
+    if result.state != "value":
+        raise FileNotFoundError(f"{path}: not found")
+    return result.value
+
+
+def read_legacy(step_dir: str) -> dict:
+    """The `target` params of a legacy T5X checkpoint dir, as a nested dict of numpy arrays (stored dtype)."""
+    import tensorstore as ts
+    from flax import serialization
+
+    contents = serialization.msgpack_restore(_read_bytes(os.path.join(step_dir, LEGACY_FILE)))
+    if not isinstance(contents, Mapping):
+        raise ValueError(f"{step_dir}/{LEGACY_FILE}: expected a msgpack dict, got {type(contents).__name__}")
+    version = contents.get("version", 0)
+    optimizer = contents.get("optimizer") if version else contents
+    if not isinstance(optimizer, Mapping) or "target" not in optimizer:
+        raise ValueError(f"{step_dir}/{LEGACY_FILE}: no optimizer/target params (version {version}, "
+                         f"keys {sorted(contents)})")
+
+    def read(leaf: Any) -> Any:
+        if isinstance(leaf, Mapping) and not _is_spec(leaf):
+            return {key: read(value) for key, value in leaf.items()}
+        if _is_spec(leaf):
+            return ts.open(absolute_spec(leaf, step_dir), open=True, read=True).result().read().result()
+        return np.asarray(leaf)
+
+    return read(optimizer["target"])
+
+
+def read_orbax(step_dir: str) -> dict:
+    """The `target` params of an Orbax T5X checkpoint (`step_dir/state/`), without the optimizer state."""
+    import jax
+    import orbax.checkpoint as ocp
+
+    item = os.path.join(step_dir, ORBAX_ITEM)
+    checkpointer = ocp.PyTreeCheckpointer()
+    tree = checkpointer.metadata(item).item_metadata.tree
+    wrapped = "optimizer" in tree  # some writers keep the legacy `optimizer` level
+    if "target" not in (tree["optimizer"] if wrapped else tree):
+        raise ValueError(f"{item}: no `target` params in the Orbax tree (keys {sorted(tree)})")
+    wanted = {"target": (tree["optimizer"] if wrapped else tree)["target"]}
+    wanted = {"optimizer": wanted} if wrapped else wanted
+    as_numpy = jax.tree.map(lambda _: ocp.RestoreArgs(restore_type=np.ndarray), wanted)
+    restored = checkpointer.restore(item, args=ocp.args.PyTreeRestore(wanted, as_numpy, partial_restore=True))
+    return (restored["optimizer"] if wrapped else restored)["target"]

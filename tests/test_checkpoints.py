@@ -1,0 +1,155 @@
+"""T5X legacy / Orbax and Hugging Face checkpoints of a tiny T5 1.1, written in the true on-disk formats.
+
+The legacy writer below is independent of gbair and flax: raw msgpack with ext-type-1 inline arrays
+(shape, dtype name, C bytes) and gzip zarr arrays written by TensorStore at relative paths, as T5X does.
+"""
+
+import os
+import shutil
+
+import msgpack
+import numpy as np
+import orbax.checkpoint as ocp
+import pytest
+import tensorstore as ts
+from safetensors.numpy import load_file, save_file
+
+import jax
+from gbair import checkpoints
+from gbair.checkpoints import hf, t5x
+from gbair.models import t5
+
+CONFIG = t5.T5Config(vocab_size=40, d_model=16, num_heads=3, head_dim=8, d_ff=20, num_encoder_layers=2,
+                     num_decoder_layers=2)
+
+
+@pytest.fixture(scope="module")
+def params():
+    return t5.init_params(CONFIG, jax.random.PRNGKey(0))
+
+
+def flat(tree, prefix=""):
+    out = {}
+    for key, value in tree.items():
+        if isinstance(value, dict):
+            out.update(flat(value, f"{prefix}{key}/"))
+        else:
+            out[prefix + key] = value
+    return out
+
+
+def inline(array: np.ndarray) -> msgpack.ExtType:
+    return msgpack.ExtType(1, msgpack.packb((array.shape, array.dtype.name, array.tobytes("C")), use_bin_type=True))
+
+
+def zarr(step_dir: str, name: str, array: np.ndarray) -> dict:
+    """Writes `array` as T5X does (gzip zarr, relative path = name with / -> .) and returns its spec."""
+    spec = {"driver": "zarr", "dtype": array.dtype.name,
+            "kvstore": {"driver": "file", "path": name.replace("/", ".")},
+            "metadata": {"compressor": {"id": "gzip"}, "shape": list(array.shape),
+                         "chunks": [max(1, n // 2) for n in array.shape]}}
+    absolute = {**spec, "kvstore": {"driver": "file", "path": os.path.join(step_dir, spec["kvstore"]["path"])}}
+    ts.open(absolute, create=True).result().write(array).result()
+    return spec
+
+
+def write_legacy(step_dir: str, target: dict, dtype=np.float32) -> None:
+    """Kernels and embeddings in TensorStore, norms and position tables inline (as T5X decides by size)."""
+    os.makedirs(step_dir)
+    leaves = {}
+    for name, array in flat(target).items():
+        array = np.asarray(array).astype(dtype)
+        big = "kernel" in name or "embedding" in name and "rel_" not in name
+        leaves[name] = zarr(step_dir, "target/" + name, array) if big else inline(array)
+    tree: dict = {}
+    for name, leaf in leaves.items():
+        node = tree
+        *parents, last = name.split("/")
+        for key in parents:
+            node = node.setdefault(key, {})
+        node[last] = leaf
+    state = {"step": inline(np.array(1100000, np.int32)),
+             "param_states": {"decoder": {"decoder_norm": {"scale": {"v": inline(np.ones(16, np.float32))}}}}}
+    blob = msgpack.packb({"version": 3, "optimizer": {"target": tree, "state": state}}, use_bin_type=True)
+    with open(os.path.join(step_dir, "checkpoint"), "wb") as f:
+        f.write(blob)
+
+
+def assert_same(got, expected):
+    got, expected = flat(got), flat(expected)
+    assert sorted(got) == sorted(expected)
+    for name in expected:
+        assert got[name].dtype == np.float32, name
+        np.testing.assert_array_equal(got[name], expected[name], err_msg=name)
+
+
+def test_legacy_checkpoint_loads_exactly_after_being_moved(tmp_path, params):
+    write_legacy(str(tmp_path / "run" / "checkpoint_1100000"), params)
+    shutil.move(tmp_path / "run", tmp_path / "moved")  # spec paths are relative to the step dir
+    step_dir = str(tmp_path / "moved" / "checkpoint_1100000")
+    assert checkpoints.detect_format(step_dir) == ("t5x_legacy", step_dir)
+    assert_same(checkpoints.load_t5_params(step_dir, CONFIG), params)
+    assert_same(checkpoints.load_t5_params(step_dir + "/checkpoint", CONFIG), params)
+
+
+def test_legacy_bfloat16_arrays_are_widened_to_float32(tmp_path, params):
+    import ml_dtypes
+
+    write_legacy(str(tmp_path / "checkpoint_1"), params, dtype=ml_dtypes.bfloat16)
+    rounded = jax.tree.map(lambda x: np.asarray(x).astype(ml_dtypes.bfloat16).astype(np.float32), params)
+    assert_same(checkpoints.load_t5_params(str(tmp_path / "checkpoint_1"), CONFIG), rounded)
+
+
+def test_orbax_checkpoint_loads_exactly_and_skips_optimizer_state(tmp_path, params):
+    options = ocp.CheckpointManagerOptions(step_prefix="checkpoint")
+    with ocp.CheckpointManager(str(tmp_path), options=options) as manager:
+        state = {"target": params, "state": {"step": np.int32(7), "param_states": {"v": np.zeros(3, np.float32)}}}
+        manager.save(7, args=ocp.args.Composite(state=ocp.args.PyTreeSave(state)))
+    step_dir = str(tmp_path / "checkpoint_7")
+    assert checkpoints.detect_format(step_dir)[0] == "t5x_orbax"
+    assert_same(checkpoints.load_t5_params(step_dir, CONFIG), params)
+
+
+def test_hf_safetensors_file_or_dir(tmp_path):
+    golden = os.path.join(os.path.dirname(__file__), "golden", "t5_tiny.safetensors")
+    import json
+
+    config = t5.T5Config.from_hf(json.load(open(os.path.join(os.path.dirname(__file__), "golden",
+                                                              "t5_tiny_outputs.json")))["config"])
+    expected = hf.params_from_hf(load_file(golden), config)
+    save_file(load_file(golden), str(tmp_path / "model.safetensors"))
+    assert checkpoints.detect_format(str(tmp_path)) == ("hf_safetensors", str(tmp_path / "model.safetensors"))
+    assert_same(checkpoints.load_t5_params(str(tmp_path), config), expected)
+    assert_same(checkpoints.load_t5_params(golden, config), expected)
+
+
+def test_mismatch_names_every_missing_unexpected_and_wrong_shape_param(tmp_path, params):
+    target = jax.tree.map(np.asarray, params)
+    del target["encoder"]["layers_1"]["mlp"]["wo"]
+    target["encoder"]["extra"] = {"kernel": np.zeros((2, 2), np.float32)}
+    target["token_embedder"]["embedding"] = np.zeros((41, 16), np.float32)
+    write_legacy(str(tmp_path / "checkpoint_1"), target)
+    with pytest.raises(ValueError) as error:
+        checkpoints.load_t5_params(str(tmp_path / "checkpoint_1"), CONFIG)
+    message = str(error.value)
+    assert "missing ['encoder/layers_1/mlp/wo/kernel']" in message
+    assert "unexpected ['encoder/extra/kernel']" in message
+    assert "wrong shape ['token_embedder/embedding (41, 16) (expected (40, 16))']" in message
+
+
+def test_bad_paths_give_clear_errors(tmp_path):
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        checkpoints.load_t5_params(str(tmp_path / "nope"), CONFIG)
+    with pytest.raises(ValueError, match="not a T5X step dir"):
+        checkpoints.load_t5_params(str(tmp_path), CONFIG)
+
+
+def test_gcs_specs_take_the_bucket_and_dir_of_the_given_path():
+    written_on_gcs = {"driver": "zarr", "kvstore": {"driver": "gcs", "bucket": "t5x-dummy-bucket"},
+                      "path": "target.encoder.encoder_norm.scale", "metadata": {}}
+    spec = t5x.absolute_spec(written_on_gcs, "gs://t5-data/pretrained_models/t5x/t5_1_1_lm100k_base/checkpoint_1100000")
+    assert spec == {"driver": "zarr", "metadata": {}, "kvstore": {
+        "driver": "gcs", "bucket": "t5-data",
+        "path": "pretrained_models/t5x/t5_1_1_lm100k_base/checkpoint_1100000/target.encoder.encoder_norm.scale"}}
+    local = t5x.absolute_spec({"driver": "zarr", "kvstore": {"driver": "file", "path": "target.x"}}, "/ckpt/checkpoint_1")
+    assert local["kvstore"] == {"driver": "file", "path": "/ckpt/checkpoint_1/target.x"}
