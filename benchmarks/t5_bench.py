@@ -1,7 +1,7 @@
 """T5 1.1 prompt tuning: train-step time and per-example prompt-gradient throughput, with FLOP utilisation.
 
     python benchmarks/t5_bench.py --json OUT.json                                    # T5 1.1 small, CPU
-    python benchmarks/t5_bench.py --size base --dtype bfloat16 --batch 64 --no-torch  # on a GPU
+    python benchmarks/t5_bench.py --size base --dtype bfloat16 --batch 64 --no-torch [--attention cudnn]  # GPU
 
 Random-initialised weights (no checkpoint needed), a `--prompt`-token soft prompt before `--length`
 text tokens, 2 classes with 2-token verbalizers. Contenders run in one process on the same weights,
@@ -38,7 +38,7 @@ def tokenize(texts: list[str]) -> list[list[int]]:
 
 
 def build(args) -> tuple[t5.T5Config, dict, dict, np.ndarray]:
-    config = dataclasses.replace(t5.SIZES[args.size], dtype=args.dtype)
+    config = dataclasses.replace(t5.SIZES[args.size], dtype=args.dtype, attention_implementation=args.attention)
     params = jax.device_put(t5.init_params(config, jax.random.key(0)))
     model = t5.t5_classifier(params, config, tokenize, VERBALIZERS, prompt_length=args.prompt,
                              max_length=args.length, prompt_init="sampled_vocab")
@@ -152,6 +152,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--size", default="small", choices=sorted(t5.SIZES))
     parser.add_argument("--dtype", default="float32", choices=("float32", "bfloat16"))
+    parser.add_argument("--attention", choices=("xla", "cudnn"), help="jax.nn.dot_product_attention (default: einsum)")
     parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--length", type=int, default=64, help="text tokens (EOS included)")
     parser.add_argument("--prompt", type=int, default=100, help="soft prompt tokens")

@@ -86,3 +86,16 @@ def test_one_gbair_iteration_end_to_end_with_tiny_t5(tmp_path):
         assert int(mine[0]["n_train"]) == 12 and int(mine[0]["n_corrupted_remaining"]) == 3
         assert int(mine[1]["n_train"]) == 10  # two flagged and removed
         assert 0.0 <= float(mine[1]["test_accuracy"]) <= 1.0
+
+
+def test_sentencepiece_tokenizer_is_seqio_over_the_model_without_eos(tmp_path):
+    from gbair.models.classifier import sentencepiece_tokenizer
+
+    tiny_vocabulary(tmp_path / "tiny.model")
+    reference = sentencepiece.SentencePieceProcessor(model_file=str(tmp_path / "tiny.model"))
+    texts = ["not ok", "Dogs are dumb and so are you.", ""]
+    ids = sentencepiece_tokenizer(tmp_path / "tiny.model")(texts)
+    assert ids == [reference.encode(text) for text in texts] and ids[2] == []
+    assert reference.pad_id() == 0 and reference.eos_id() == 1 and all(1 not in row for row in ids)
+    with pytest.raises(FileNotFoundError, match="nope.model does not exist"):
+        sentencepiece_tokenizer(tmp_path / "nope.model")

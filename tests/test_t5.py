@@ -55,6 +55,15 @@ def test_bfloat16_activations_stay_close_with_float32_logits(tiny, golden):
     assert np.abs(np.asarray(logits) - np.array(golden["logits"])).max() < 0.25
 
 
+def test_dot_product_attention_path_matches_the_reference(tiny, golden):
+    config, params = tiny
+    encoded, logits = run_golden(dataclasses.replace(config, attention_implementation="xla"), params, golden)
+    assert np.abs(np.asarray(encoded) - np.array(golden["encoder_last_hidden_state"])).max() < 1e-4
+    assert np.abs(np.asarray(logits) - np.array(golden["logits"])).max() < 1e-4
+    with pytest.raises(ValueError, match="attention_implementation='flash'"):
+        dataclasses.replace(config, attention_implementation="flash")
+
+
 def reference_bucket(relative: int, bidirectional: bool, num_buckets: int = 32, max_distance: int = 128) -> int:
     """Exact integer version: the largest k with exact * (max_distance / exact) ** (k / span) <= distance."""
     offset = 0

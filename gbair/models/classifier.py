@@ -127,6 +127,7 @@ def t5_1_1_classifier(
     max_length: int = 256,
     prompt_init: Literal["sampled_vocab", "class_label", "uniform"] = "class_label",
     model_parallel: int = 1,
+    attention_implementation: str | None = None,
 ) -> PromptModel:
     """T5 1.1 (or LM-adapted T5) from a T5X / Hugging Face checkpoint as a rank classifier (see `t5.t5_classifier`).
 
@@ -139,13 +140,15 @@ def t5_1_1_classifier(
       dtype: activations in `float32` or `bfloat16` (norms, logits and losses stay float32).
       model_parallel: devices per model copy; kernels are sharded over them (`t5.partition_specs`)
         and batches over the remaining devices. 1 = pure data parallelism.
+      attention_implementation: None (einsum, float32 softmax), "xla" or "cudnn" (GPU, bfloat16).
     """
     if not checkpoint:
         raise SettingError("no T5 checkpoint: pass --gin.CHECKPOINT=\"'/path/to/checkpoint_1100000'\" "
                                   "(a T5X step dir, local or gs://, or a Hugging Face safetensors file or dir)")
     if isinstance(size, str) and size not in t5.SIZES:
         raise ValueError(f"t5_1_1_classifier.size={size!r}, expected one of {sorted(t5.SIZES)} or a T5Config")
-    t5_config = dataclasses.replace(t5.SIZES[size] if isinstance(size, str) else size, dtype=dtype)
+    t5_config = dataclasses.replace(t5.SIZES[size] if isinstance(size, str) else size, dtype=dtype,
+                                    attention_implementation=attention_implementation)
     tokenize = sentencepiece_tokenizer(vocabulary or default_vocabulary(checkpoint))
     mesh = prompts.device_mesh(model_parallel)
     specs = t5.partition_specs(t5_config, model_parallel)

@@ -38,10 +38,16 @@ class T5Config:
     relative_attention_max_distance: int = 128
     layer_norm_eps: float = 1e-6
     dtype: str = "float32"  # compute dtype of activations: float32 or bfloat16
+    # None: einsum + float32 softmax (the reference). "xla" / "cudnn": jax.nn.dot_product_attention;
+    # "cudnn" is the fused GPU kernel (bf16 only), reported ~25% faster for T5-base-shaped encoders.
+    attention_implementation: str | None = None
 
     def __post_init__(self):
         if self.dtype not in ("float32", "bfloat16"):
             raise ValueError(f"T5Config.dtype={self.dtype!r}, expected 'float32' or 'bfloat16'")
+        if self.attention_implementation not in (None, "xla", "cudnn"):
+            raise ValueError(f"T5Config.attention_implementation={self.attention_implementation!r}, "
+                             f"expected None, 'xla' or 'cudnn'")
 
     @property
     def compute_dtype(self) -> jnp.dtype:
@@ -195,6 +201,11 @@ def _attention(p: Params, x: jax.Array, memory: jax.Array, bias: jax.Array, conf
     q = _dense(x, p["query"], dtype).reshape(x.shape[:2] + heads)
     k = _dense(memory, p["key"], dtype).reshape(memory.shape[:2] + heads)
     v = _dense(memory, p["value"], dtype).reshape(memory.shape[:2] + heads)
+    if config.attention_implementation:
+        bias = jnp.broadcast_to(bias, (x.shape[0], config.num_heads, x.shape[1], memory.shape[1])).astype(dtype)
+        attended = jax.nn.dot_product_attention(q, k, v, bias=bias, scale=1.0,
+                                                implementation=config.attention_implementation)
+        return _dense(attended.reshape(x.shape[:2] + (-1,)), p["out"], dtype)
     logits = jnp.einsum("bqhd,bkhd->bhqk", q, k, preferred_element_type=jnp.float32) + bias
     weights = jax.nn.softmax(logits, axis=-1).astype(dtype)
     attended = jnp.einsum("bhqk,bkhd->bqhd", weights, v).reshape(x.shape[:2] + (-1,))
