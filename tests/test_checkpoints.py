@@ -142,6 +142,11 @@ def test_bad_paths_give_clear_errors(tmp_path):
         checkpoints.load_t5_params(str(tmp_path / "nope"), CONFIG)
     with pytest.raises(ValueError, match="not a T5X step dir"):
         checkpoints.load_t5_params(str(tmp_path), CONFIG)
+    for step in (900, 1000, 80):
+        (tmp_path / f"checkpoint_{step}").mkdir()
+    with pytest.raises(ValueError, match=r"model dir: pass one of its step dirs, e.g. .*checkpoint_1000 "
+                                         r"\(found checkpoint_80, checkpoint_900, checkpoint_1000\)"):
+        checkpoints.load_t5_params(str(tmp_path), CONFIG)
 
 
 def test_gcs_specs_take_the_bucket_and_dir_of_the_given_path():

@@ -6,10 +6,14 @@ parameter in one error. Nothing is unpickled: msgpack, TensorStore, Orbax and sa
 """
 
 import os
+import re
+import time
 from typing import Any, Literal
 
 import jax
 import numpy as np
+from absl import logging
+from safetensors.numpy import load_file
 
 from gbair.checkpoints import hf, t5x
 from gbair.models.t5 import T5Config, param_shapes
@@ -44,20 +48,28 @@ def detect_format(path: str) -> tuple[Format, str]:
             return fmt, (candidate if fmt == "hf_safetensors" else path)
     if not os.path.exists(path):
         raise FileNotFoundError(f"checkpoint path {path} does not exist")
+    steps = sorted((n for n in os.listdir(path) if re.fullmatch(r"checkpoint_\d+", n)), key=lambda n: int(n[11:]))
+    if steps:
+        raise ValueError(f"checkpoint {path} is a T5X model dir: pass one of its step dirs, e.g. "
+                         f"{os.path.join(path, steps[-1])} (found {', '.join(steps)})")
     raise ValueError(f"checkpoint {path}: not a T5X step dir (no {t5x.ORBAX_ITEM}/ or {t5x.LEGACY_FILE}) "
                      f"and no {HF_WEIGHTS}; expected e.g. .../checkpoint_1100000 or a safetensors file")
 
 
 def load_t5_params(path: str, config: T5Config) -> dict:
     """Reads T5 1.1 weights from any supported checkpoint into the T5X tree (float32 numpy arrays)."""
+    start = time.time()
     fmt, location = detect_format(path)
+    logging.info("Reading T5 weights from %s (%s)", location, fmt)
     if fmt == "hf_safetensors":
-        from safetensors.numpy import load_file
-
-        return hf.params_from_hf(load_file(location), config)
-    target = t5x.read_legacy(location) if fmt == "t5x_legacy" else t5x.read_orbax(location)
-    check_params(target, config, f"{path} ({fmt})")
-    return jax.tree.map(lambda x: np.asarray(x, np.float32), target)
+        params = hf.params_from_hf(load_file(location), config)
+    else:
+        target = t5x.read_legacy(location) if fmt == "t5x_legacy" else t5x.read_orbax(location)
+        check_params(target, config, f"{path} ({fmt})")
+        params = jax.tree.map(lambda x: np.asarray(x, np.float32), target)
+    count = sum(x.size for x in jax.tree.leaves(params))
+    logging.info("Read %.1fM T5 params in %.1f s", count / 1e6, time.time() - start)
+    return params
 
 
 def _shapes(tree: Any) -> dict[str, tuple[int, ...]]:

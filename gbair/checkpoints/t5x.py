@@ -12,7 +12,11 @@ import os
 import re
 from typing import Any, Mapping
 
+import jax
 import numpy as np
+import orbax.checkpoint as ocp
+import tensorstore as ts
+from flax import serialization
 
 LEGACY_FILE = "checkpoint"
 ORBAX_ITEM = "state"
@@ -47,8 +51,6 @@ def _read_bytes(path: str) -> bytes:
     if not gcs:
         with open(path, "rb") as f:
             return f.read()
-    import tensorstore as ts
-
     store = ts.KvStore.open({"driver": "gcs", "bucket": gcs.group(1)}).result()
     result = store.read(gcs.group(2)).result()
     if result.state != "value":
@@ -58,9 +60,6 @@ def _read_bytes(path: str) -> bytes:
 
 def read_legacy(step_dir: str) -> dict:
     """The `target` params of a legacy T5X checkpoint dir, as a nested dict of numpy arrays (stored dtype)."""
-    import tensorstore as ts
-    from flax import serialization
-
     contents = serialization.msgpack_restore(_read_bytes(os.path.join(step_dir, LEGACY_FILE)))
     if not isinstance(contents, Mapping):
         raise ValueError(f"{step_dir}/{LEGACY_FILE}: expected a msgpack dict, got {type(contents).__name__}")
@@ -70,21 +69,16 @@ def read_legacy(step_dir: str) -> dict:
         raise ValueError(f"{step_dir}/{LEGACY_FILE}: no optimizer/target params (version {version}, "
                          f"keys {sorted(contents)})")
 
-    def read(leaf: Any) -> Any:
-        if isinstance(leaf, Mapping) and not _is_spec(leaf):
-            return {key: read(value) for key, value in leaf.items()}
-        if _is_spec(leaf):
-            return ts.open(absolute_spec(leaf, step_dir), open=True, read=True).result().read().result()
-        return np.asarray(leaf)
-
-    return read(optimizer["target"])
+    # All TensorStore opens, then all reads, are issued before waiting on any: concurrent I/O.
+    tree = jax.tree.map(lambda leaf: ts.open(absolute_spec(leaf, step_dir), open=True, read=True)
+                        if _is_spec(leaf) else np.asarray(leaf), dict(optimizer["target"]), is_leaf=_is_spec)
+    is_future = lambda x: isinstance(x, ts.Future)  # noqa: E731
+    tree = jax.tree.map(lambda x: x.result().read() if is_future(x) else x, tree, is_leaf=is_future)
+    return jax.tree.map(lambda x: x.result() if is_future(x) else x, tree, is_leaf=is_future)
 
 
 def read_orbax(step_dir: str) -> dict:
     """The `target` params of an Orbax T5X checkpoint (`step_dir/state/`), without the optimizer state."""
-    import jax
-    import orbax.checkpoint as ocp
-
     item = os.path.join(step_dir, ORBAX_ITEM)
     checkpointer = ocp.PyTreeCheckpointer()
     tree = checkpointer.metadata(item).item_metadata.tree

@@ -101,7 +101,7 @@ def sentencepiece_tokenizer(model_file: str | os.PathLike) -> Callable[[list[str
     if not model_file.startswith("gs://") and not os.path.isfile(model_file):
         raise FileNotFoundError(f"SentencePiece model {model_file} does not exist (expected the checkpoint's "
                                 f"vocabulary, e.g. {T5_1_1_VOCABULARY} copied locally)")
-    import seqio
+    import seqio  # here, not at the top: it imports TensorFlow, which the MiniLM path never needs
 
     vocabulary = seqio.SentencePieceVocabulary(model_file)
     return lambda texts: [vocabulary.encode(text) for text in texts]
