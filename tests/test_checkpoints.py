@@ -107,6 +107,9 @@ def test_orbax_checkpoint_loads_exactly_and_skips_optimizer_state(tmp_path, para
         manager.save(7, args=ocp.args.Composite(state=ocp.args.PyTreeSave(state)))
     step_dir = str(tmp_path / "checkpoint_7")
     assert checkpoints.detect_format(step_dir)[0] == "t5x_orbax"
+    assert checkpoints.detect_format(step_dir + "/state") == ("t5x_orbax", step_dir)
+    assert checkpoints.detect_format("gs://b/m/checkpoint_7/state") == ("t5x_orbax", "gs://b/m/checkpoint_7")
+    assert checkpoints.detect_format("gs://b/m/checkpoint_7") == ("t5x_legacy", "gs://b/m/checkpoint_7")
     assert_same(checkpoints.load_t5_params(step_dir, CONFIG), params)
 
 

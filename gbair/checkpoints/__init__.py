@@ -29,14 +29,16 @@ def _exists(path: str) -> bool:
 
 
 def detect_format(path: str) -> tuple[Format, str]:
-    """(format, the file or step dir to read) for a T5X step dir, its `checkpoint` file, a safetensors
-    file or a Hugging Face model dir."""
+    """(format, the file or step dir to read) for a T5X step dir, its `checkpoint` file or `state/` dir,
+    a safetensors file or a Hugging Face model dir."""
     path = os.fspath(path).rstrip("/")
     if path.endswith(".safetensors"):
         return "hf_safetensors", path
     if os.path.basename(path) == t5x.LEGACY_FILE:
         return "t5x_legacy", os.path.dirname(path)
-    if path.startswith("gs://"):  # no listing without network access: the T5X default layout
+    if os.path.basename(path) == t5x.ORBAX_ITEM:
+        return "t5x_orbax", os.path.dirname(path)
+    if path.startswith("gs://"):  # not listed (no probing the network here): legacy unless .../state is given
         return "t5x_legacy", path
     candidates: list[tuple[Format, str]] = [
         ("t5x_orbax", os.path.join(path, t5x.ORBAX_ITEM)),
