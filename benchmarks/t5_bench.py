@@ -13,7 +13,6 @@ compiled kernel / time, over this device's measured matmul rate in the same dtyp
 
 import argparse
 import dataclasses
-import json
 import os
 import platform
 import sys
@@ -27,7 +26,7 @@ from gbair.checkpoints import hf
 from gbair.influence.gradients import per_example_grads
 from gbair.models import t5
 from gbair.train.trainer import _train_step_fn, make_optimizer
-from tracin_bench import median_seconds, memory_mb  # benchmarks/ is on sys.path when run as a script
+from tracin_bench import finish, median_seconds  # benchmarks/ is on sys.path when run as a script
 
 VERBALIZERS = ("ok", "not ok")
 
@@ -56,8 +55,8 @@ def matmul_flops_per_s(dtype: str, n: int = 2048, repeats: int = 5) -> float:
     return 2 * n ** 3 / median_seconds(lambda: f(a).block_until_ready(), repeats)
 
 
-def flops(compiled_fn, *args) -> float:
-    analysis = compiled_fn.lower(*args).compile().cost_analysis()
+def flops(compiled) -> float:
+    analysis = compiled.cost_analysis()
     analysis = analysis[0] if isinstance(analysis, list) else analysis
     return float(analysis.get("flops", float("nan")))
 
@@ -75,10 +74,10 @@ def bench_gbair(model, batch, prompt: np.ndarray, args) -> dict:
     out["train_examples_per_s"] = args.batch / out["train_step_s"]
     for method in ("tiled", "vmap"):
         kernel = jax.jit(lambda params, prompt, batch, method=method: per_example_grads(
-            model.loss_fn, params, prompt, batch, method=method))
+            model.loss_fn, params, prompt, batch, method=method)).lower(model.params, prompt, batch).compile()
         seconds = median_seconds(lambda: kernel(model.params, prompt, batch).block_until_ready(), args.repeats)
         out[f"grads_{method}_examples_per_s"] = args.batch / seconds
-        out[f"grads_{method}_flops"] = flops(kernel, model.params, prompt, batch)
+        out[f"grads_{method}_flops"] = flops(kernel)
         out[f"grads_{method}_flops_per_s"] = out[f"grads_{method}_flops"] / seconds
     single = jax.jit(jax.grad(lambda prompt, params, example: model.loss_fn(params, prompt, example)[0]))
     examples = [{k: v[i:i + 1] for k, v in batch.items()} for i in range(args.batch)]
@@ -90,7 +89,6 @@ def bench_gbair(model, batch, prompt: np.ndarray, args) -> dict:
     out["grads_naive_examples_per_s"] = args.batch / median_seconds(naive, max(1, args.repeats // 2))
     best = max(out["grads_tiled_examples_per_s"], out["grads_vmap_examples_per_s"])
     out["grads_speedup_vs_naive"] = best / out["grads_naive_examples_per_s"]
-    out["grads_checksum"] = float(jnp.sum(jnp.abs(per_example_grads(model.loss_fn, model.params, prompt, batch))))
     return out
 
 
@@ -179,12 +177,7 @@ def main() -> None:
         results.update(peer)
         if peer:
             results["train_speedup_vs_torch"] = results["train_examples_per_s"] / results["torch_train_examples_per_s"]
-    results["peak_rss_mb"] = memory_mb("VmHWM")
-    text = json.dumps(results, indent=2, sort_keys=True)
-    print(text)
-    if args.json:
-        from gbair import atomic  # pylint: disable=import-outside-toplevel
-        atomic.write_text(args.json, text + "\n")
+    finish(results, args.json)
 
 
 if __name__ == "__main__":

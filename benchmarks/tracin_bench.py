@@ -52,6 +52,16 @@ def memory_mb(field: str = "VmHWM") -> float:
     raise RuntimeError(f"{field} not in /proc/self/status")
 
 
+def finish(results: dict, json_path: str | None) -> None:
+    """Adds this process's peak RSS, prints the results and writes them (atomically) to `json_path`."""
+    results["peak_rss_mb"] = memory_mb("VmHWM")
+    text = json.dumps(results, indent=2, sort_keys=True)
+    print(text)
+    if json_path:
+        from gbair import atomic  # pylint: disable=import-outside-toplevel
+        atomic.write_text(json_path, text + "\n")
+
+
 def corpus(n: int, seed: int = 0) -> TextDataset:
     """n SpamAssassin emails (sampled with replacement past the corpus size, ids made unique)."""
     data, _ = spam_assassin.load_spam_assassin(assets.spam_assassin_dir())
@@ -222,12 +232,7 @@ def main() -> None:
         memory = subprocess.run([sys.executable, __file__, "--child", "memory:20000"], capture_output=True,
                                 text=True, check=True)
         results["memory_20000"] = json.loads(memory.stdout.strip().splitlines()[-1])
-    results["peak_rss_mb"] = memory_mb("VmHWM")
-    text = json.dumps(results, indent=2, sort_keys=True)
-    print(text)
-    if args.json:
-        from gbair import atomic  # pylint: disable=import-outside-toplevel
-        atomic.write_text(args.json, text + "\n")
+    finish(results, args.json)
 
 
 if __name__ == "__main__":

@@ -22,12 +22,6 @@ Format = Literal["t5x_legacy", "t5x_orbax", "hf_safetensors"]
 HF_WEIGHTS = "model.safetensors"
 
 
-def _exists(path: str) -> bool:
-    if path.startswith("gs://"):
-        return True  # checked by TensorStore when read: no network probe here
-    return os.path.exists(path)
-
-
 def detect_format(path: str) -> tuple[Format, str]:
     """(format, the file or step dir to read) for a T5X step dir, its `checkpoint` file or `state/` dir,
     a safetensors file or a Hugging Face model dir."""
@@ -46,7 +40,7 @@ def detect_format(path: str) -> tuple[Format, str]:
         ("hf_safetensors", os.path.join(path, HF_WEIGHTS)),
     ]
     for fmt, candidate in candidates:
-        if _exists(candidate):
+        if os.path.exists(candidate):
             return fmt, (candidate if fmt == "hf_safetensors" else path)
     if not os.path.exists(path):
         raise FileNotFoundError(f"checkpoint path {path} does not exist")

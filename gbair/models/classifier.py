@@ -144,7 +144,7 @@ def t5_1_1_classifier(
     """
     if not checkpoint:
         raise SettingError("no T5 checkpoint: pass --gin.CHECKPOINT=\"'/path/to/checkpoint_1100000'\" "
-                                  "(a T5X step dir, local or gs://, or a Hugging Face safetensors file or dir)")
+                           "(a T5X step dir, local or gs://, or a Hugging Face safetensors file or dir)")
     if isinstance(size, str) and size not in t5.SIZES:
         raise ValueError(f"t5_1_1_classifier.size={size!r}, expected one of {sorted(t5.SIZES)} or a T5Config")
     t5_config = dataclasses.replace(t5.SIZES[size] if isinstance(size, str) else size, dtype=dtype,
