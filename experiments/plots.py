@@ -44,7 +44,7 @@ def _save(figure: Figure, out_png: os.PathLike) -> None:
     atomic.write_bytes(out_png, buffer.getvalue())
 
 
-def plot_f1_vs_iteration(rows: list[tables.Row], out_png: os.PathLike, metric: str = "test_f1") -> None:
+def plot_metric_vs_iteration(rows: list[tables.Row], out_png: os.PathLike, metric: str = "test_f1") -> None:
     """The metric after each cleaning iteration: a line per strategy with a mean ± std band over seeds,
     and the clean (upper) and corrupted (start) levels as horizontal reference lines."""
     if metric not in tables.METRICS:
@@ -106,9 +106,11 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     workdir = pathlib.Path(args.workdir)
     rows = tables.load_results(workdir / "results.csv")
-    for name, plot in (("f1_vs_iteration.png", plot_f1_vs_iteration), ("recovery.png", plot_recovery)):
-        plot(rows, workdir / name)
-        print(workdir / name)
+    for metric in ("test_f1", "test_auc"):
+        plot_metric_vs_iteration(rows, workdir / f"{metric}_vs_iteration.png", metric)
+        print(workdir / f"{metric}_vs_iteration.png")
+    plot_recovery(rows, workdir / "recovery.png")
+    print(workdir / "recovery.png")
 
 
 if __name__ == "__main__":

@@ -4,17 +4,34 @@ import os
 import pathlib
 
 from experiments import plots, tables
+from gbair import atomic
 
 
 def write_report(workdir: os.PathLike) -> str:
-    """From WORKDIR/results.csv write table_<metric>.{md,csv} for test_f1, test_accuracy and
-    flagged_precision (n_flagged_corrupted / n_flagged),
-    f1_vs_iteration.png and recovery.png; return the test_f1 markdown table for printing."""
+    """From WORKDIR/results.csv write, each as .md and .csv:
+    table_<m> for test_f1, test_auc, test_accuracy and flagged_precision (mean ± std over seeds);
+    recovered_<m> for test_f1, test_auc, test_accuracy (recovered fraction, mean [95% interval]);
+    recovered_per_seed.csv; detection_<m> for detection_auroc and detection_ap at iteration 1;
+    and test_f1_vs_iteration.png, test_auc_vs_iteration.png, recovery.png.
+    Returns what the main job prints: test F1 and AUC tables and their recovered fractions."""
     workdir = pathlib.Path(workdir)
     rows = tables.load_results(workdir / "results.csv")
-    markdown = tables.write_table(rows, workdir, "test_f1")
-    tables.write_table(rows, workdir, "test_accuracy")
-    tables.write_table(rows, workdir, "flagged_precision")
-    plots.plot_f1_vs_iteration(rows, workdir / "f1_vs_iteration.png")
+    printed = []
+    for metric in ("test_f1", "test_auc", "test_accuracy", "flagged_precision"):
+        markdown = tables.write_table(rows, workdir, metric)
+        if metric in ("test_f1", "test_auc"):
+            printed.append(f"{metric} (mean ± std over seeds):\n{markdown}")
+    for metric in tables.RECOVERY_METRICS:
+        markdown = tables.write_table(rows, workdir, metric, "recovered")
+        if metric in ("test_f1", "test_auc"):
+            printed.append(f"recovered fraction of the {metric} gap (mean [95% interval]):\n{markdown}")
+
+    atomic.write_text(workdir / "recovered_per_seed.csv", tables.recovered_per_seed_csv(rows))
+    for metric in ("detection_auroc", "detection_ap"):
+        markdown = tables.write_table(rows, workdir, metric, "detection")
+        if metric == "detection_auroc":
+            printed.append(f"detection AUROC at iteration 1 (mean ± std):\n{markdown}")
+    for metric in ("test_f1", "test_auc"):
+        plots.plot_metric_vs_iteration(rows, workdir / f"{metric}_vs_iteration.png", metric)
     plots.plot_recovery(rows, workdir / "recovery.png")
-    return markdown
+    return "\n".join(printed)

@@ -6,6 +6,11 @@ labels) has only an iteration-0 row. Cells are "mean ± std" over seeds: std is 
 deviation (ddof=1) when a cell has two or more seeds; a single-seed cell shows the mean alone
 ("0.912"), because one run has no spread and "± 0.000" would claim there is none.
 
+Recovered fraction, per seed and metric m: (m_it - m_corrupted) / (m_clean - m_corrupted), with the
+clean and corrupted runs of the same seed; tables show its mean and a 95% Student-t interval over
+seeds ("0.62 [0.41, 0.83]"). Detection tables rank the whole training set of an iteration by a
+strategy's suspicion scores against the flipped mask (AUROC, average precision).
+
     python -m experiments.tables WORKDIR [--metric test_f1]
 """
 
@@ -18,6 +23,8 @@ import pathlib
 import statistics
 from collections import defaultdict
 
+from scipy import stats
+
 from gbair import atomic
 
 COLUMNS: tuple[str, ...] = (
@@ -25,7 +32,13 @@ COLUMNS: tuple[str, ...] = (
     "n_flagged_corrupted", "n_corrupted_remaining", "test_accuracy", "test_f1", "test_auc", "wall_time_s")
 _INT_COLUMNS = ("seed", "iteration", "n_train", "n_flagged", "n_flagged_corrupted", "n_corrupted_remaining")
 _FLOAT_COLUMNS = ("corruption_rate", "test_accuracy", "test_f1", "wall_time_s")
-METRICS: tuple[str, ...] = ("test_f1", "test_accuracy", "test_auc", "flagged_precision")
+# Later columns (absent from older results.csv files): empty where undefined, e.g. at iteration 0.
+OPTIONAL_COLUMNS: dict[str, type] = {
+    "selected_step": int, "n_misclassified": int, "detection_auroc": float, "detection_ap": float,
+    "precision_at_k": float, "recall_at_k": float}
+METRICS: tuple[str, ...] = ("test_f1", "test_accuracy", "test_auc", "flagged_precision", "detection_auroc",
+                            "detection_ap", "recall_at_k")
+RECOVERY_METRICS: tuple[str, ...] = ("test_f1", "test_auc", "test_accuracy")
 CLEAN = "clean"
 # Known cleaning strategies in display order; oracle (flags exactly the corrupted labels) comes last
 # as the upper bound on detection. Unknown strategies follow, alphabetically.
@@ -80,6 +93,9 @@ def load_results(path: os.PathLike) -> list[Row]:
                 row[column] = _parse(path, line, column, raw[column].strip(), float)
             auc = raw["test_auc"].strip()
             row["test_auc"] = None if auc.lower() in ("", "nan") else _parse(path, line, "test_auc", auc, float)
+            for column, kind in OPTIONAL_COLUMNS.items():
+                value = (raw.get(column) or "").strip()
+                row[column] = None if value.lower() in ("", "nan") else _parse(path, line, column, value, kind)
             key = tuple(row[c] for c in ("dataset", "strategy", "corruption_rate", "seed", "iteration"))
             if key in seen:
                 raise ValueError(f"{path}:{line}: duplicate row for dataset={key[0]!r} strategy={key[1]!r} "
@@ -177,6 +193,83 @@ def paper_table(rows: list[Row], metric: str = "test_f1") -> tuple[list[str], li
     return header, body
 
 
+def ci95(values: list[float]) -> tuple[float, float, float] | None:
+    """Mean and the 95% Student-t interval of the mean (mean +- t_{0.975, n-1} s / sqrt(n)); None below 2."""
+    if len(values) < 2:
+        return None
+    mean, std = mean_std(values)
+    half = stats.t.ppf(0.975, len(values) - 1) * std / math.sqrt(len(values))
+    return mean, mean - half, mean + half
+
+
+def format_interval(values: list[float]) -> str:
+    """'mean [low, high]' (95% interval over seeds), the mean alone for one seed, '-' for none."""
+    if not values:
+        return MISSING
+    interval = ci95(values)
+    return f"{values[0]:.2f}" if interval is None else "{:.2f} [{:.2f}, {:.2f}]".format(*interval)
+
+
+def recovered_fractions(rows: list[Row], metric: str) -> dict[tuple[str, float, str, int], dict[int, float]]:
+    """(dataset, rate, strategy, iteration) -> {seed: (m_it - m_corrupted) / (m_clean - m_corrupted)}.
+
+    Clean and corrupted come from the same seed; a seed without both, without the metric, or with
+    m_clean == m_corrupted (no gap to recover) is left out.
+    """
+    if metric not in RECOVERY_METRICS:
+        raise ValueError(f"metric {metric!r} is not one of {', '.join(RECOVERY_METRICS)}")
+    clean = {(r["dataset"], r["corruption_rate"], r["seed"]): r[metric] for r in rows
+             if r["strategy"] == CLEAN and r[metric] is not None}
+    corrupted = {key: r[metric] for key, r in corrupted_rows(rows).items() if r[metric] is not None}
+    out: dict[tuple[str, float, str, int], dict[int, float]] = defaultdict(dict)
+    for r in rows:
+        key = (r["dataset"], r["corruption_rate"], r["seed"])
+        if r["strategy"] == CLEAN or r["iteration"] == 0 or r[metric] is None or key not in clean \
+                or key not in corrupted or clean[key] == corrupted[key]:
+            continue
+        out[(r["dataset"], r["corruption_rate"], r["strategy"], r["iteration"])][r["seed"]] = \
+            (r[metric] - corrupted[key]) / (clean[key] - corrupted[key])
+    return dict(out)
+
+
+def recovery_table(rows: list[Row], metric: str = "test_f1") -> tuple[list[str], list[list[str]]]:
+    """Recovered fraction of the clean-corrupted gap in `metric`: one row per dataset x rate, a column per
+    `<strategy> it<t>`, cells 'mean [95% interval]' over seeds (1.0 = back to clean, 0 = no better
+    than training on the corrupted labels, < 0 = worse)."""
+    fractions = recovered_fractions(rows, metric)
+    columns = sorted({(s, t) for _, _, s, t in fractions},
+                     key=lambda st: (strategies(rows).index(st[0]), st[1]))
+    header = ["dataset", "corruption_rate"] + [f"{s} it{t}" for s, t in columns]
+    body = [[dataset, f"{rate:g}"] + [format_interval(list(fractions.get((dataset, rate, s, t), {}).values()))
+                                      for s, t in columns]
+            for dataset, rate in cells(rows)]
+    return header, body
+
+
+def recovered_per_seed_csv(rows: list[Row]) -> str:
+    """Every seed's recovered fraction, one line per (dataset, rate, strategy, iteration, seed, metric)."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(["dataset", "corruption_rate", "strategy", "iteration", "seed", "metric", "recovered"])
+    for metric in RECOVERY_METRICS:
+        for (dataset, rate, strategy, iteration), seeds in sorted(recovered_fractions(rows, metric).items()):
+            for seed, value in sorted(seeds.items()):
+                writer.writerow([dataset, f"{rate:g}", strategy, iteration, seed, metric, f"{value:.4f}"])
+    return buffer.getvalue()
+
+
+def detection_table(rows: list[Row], metric: str = "detection_auroc",
+                    iteration: int = 1) -> tuple[list[str], list[list[str]]]:
+    """Detection quality at one iteration: one row per dataset x rate, a column per strategy, mean ± std."""
+    _check_metric(metric)
+    names = [s for s in strategies(rows) if any(metric_values(rows, metric, d, r, s, iteration)
+                                                 for d, r in cells(rows))]
+    header = ["dataset", "corruption_rate"] + names
+    body = [[dataset, f"{rate:g}"] + [format_cell(metric_values(rows, metric, dataset, rate, s, iteration))
+                                      for s in names] for dataset, rate in cells(rows)]
+    return header, body
+
+
 def to_markdown(header: list[str], body: list[list[str]]) -> str:
     """A GitHub markdown table; the two key columns left-aligned, the numbers right-aligned."""
     escape = lambda cell: cell.replace("|", "\\|")  # noqa: E731
@@ -195,13 +288,18 @@ def to_csv(header: list[str], body: list[list[str]]) -> str:
     return buffer.getvalue()
 
 
-def write_table(rows: list[Row], workdir: os.PathLike, metric: str = "test_f1") -> str:
-    """Write WORKDIR/table_<metric>.md and .csv atomically; return the markdown."""
-    header, body = paper_table(rows, metric)
+def write_table(rows: list[Row], workdir: os.PathLike, metric: str = "test_f1", kind: str = "table") -> str:
+    """Write WORKDIR/<kind>_<metric>.md and .csv atomically; return the markdown.
+
+    kind: `table` (the paper's table, `paper_table`), `recovered` (`recovery_table`) or `detection`
+    (`detection_table` at iteration 1).
+    """
+    make = {"table": paper_table, "recovered": recovery_table, "detection": detection_table}[kind]
+    header, body = make(rows, metric)
     markdown = to_markdown(header, body)
     workdir = pathlib.Path(workdir)
-    atomic.write_text(workdir / f"table_{metric}.md", markdown)
-    atomic.write_text(workdir / f"table_{metric}.csv", to_csv(header, body))
+    atomic.write_text(workdir / f"{kind}_{metric}.md", markdown)
+    atomic.write_text(workdir / f"{kind}_{metric}.csv", to_csv(header, body))
     return markdown
 
 
@@ -252,8 +350,10 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m experiments.tables", description=__doc__.split("\n")[0])
     parser.add_argument("workdir", help="directory holding results.csv; the tables are written next to it")
     parser.add_argument("--metric", default="test_f1", choices=METRICS)
+    parser.add_argument("--kind", default="table", choices=("table", "recovered", "detection"))
     args = parser.parse_args(argv)
-    print(write_table(load_results(pathlib.Path(args.workdir) / "results.csv"), args.workdir, args.metric), end="")
+    rows = load_results(pathlib.Path(args.workdir) / "results.csv")
+    print(write_table(rows, args.workdir, args.metric, args.kind), end="")
 
 
 if __name__ == "__main__":

@@ -113,7 +113,8 @@ class RunExplainer:
         train = self.train_at(cell, strategy, iteration)
         checkpoints = self.checkpoints_before(cell, strategy, iteration)
         model = self.experiment.model
-        predicted = trainer.predict(model, checkpoints[-1].prompt, queries).argmax(1)
+        reported = trainer.select_checkpoint(checkpoints, self.experiment.train_config.select_by)
+        predicted = trainer.predict(model, reported.prompt, queries).argmax(1)
         batch = self.experiment.recovery.tracin_batch_size
         dot, cosine = TracIn(model, checkpoints, batch_size=batch).influence_dot_and_cosine(train, queries)
         return IterationScores(train, queries, predicted, dot, cosine, None)

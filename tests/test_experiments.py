@@ -137,7 +137,7 @@ def test_bad_values_name_file_line_column_and_value(tmp_path):
 def test_plots_write_png_files_without_a_display(workdir, monkeypatch):
     monkeypatch.delenv("DISPLAY", raising=False)
     rows = tables.load_results(workdir / "results.csv")
-    plots.plot_f1_vs_iteration(rows, workdir / "f1.png")
+    plots.plot_metric_vs_iteration(rows, workdir / "f1.png")
     plots.plot_recovery(rows, workdir / "recovery.png")
     for name in ("f1.png", "recovery.png"):
         data = (workdir / name).read_bytes()
@@ -146,15 +146,17 @@ def test_plots_write_png_files_without_a_display(workdir, monkeypatch):
 
 
 def test_report_writes_tables_and_plots(workdir):
-    markdown = report.write_report(workdir)
-    assert markdown == EXPECTED_F1_MARKDOWN
+    printed = report.write_report(workdir)
+    assert printed.startswith("test_f1 (mean ± std over seeds):\n" + EXPECTED_F1_MARKDOWN)
     assert (workdir / "table_test_f1.md").read_text(encoding="utf-8") == EXPECTED_F1_MARKDOWN
     with open(workdir / "table_test_accuracy.csv", newline="", encoding="utf-8") as f:
         table = list(csv.reader(f))
     assert table[0][:4] == ["dataset", "corruption_rate", "clean", "corrupted"]
     assert table[1][2] == "0.990 ± 0.014"
-    for name in ("f1_vs_iteration.png", "recovery.png"):
+    for name in ("test_f1_vs_iteration.png", "test_auc_vs_iteration.png", "recovery.png"):
         assert (workdir / name).read_bytes().startswith(PNG_SIGNATURE)
+    for name in ("recovered_test_f1.md", "recovered_test_auc.csv", "recovered_per_seed.csv", "detection_detection_auroc.md"):
+        assert (workdir / name).stat().st_size > 0
 
 
 def test_clis(workdir):
@@ -174,3 +176,20 @@ def test_flagged_precision_table(workdir):
     # tracin it1 flags (5, 4) and (5, 5) over the two seeds: 0.8 and 1.0; random it2 (5, 0) and (5, 1).
     assert (row["clean"], row["corrupted"]) == ("-", "-")
     assert row["tracin it1"] == "0.900 ± 0.141" and row["random it2"] == "0.100 ± 0.141"
+
+
+def test_recovered_fraction_per_seed_and_its_interval(workdir):
+    rows = tables.load_results(workdir / "results.csv")
+    fractions = tables.recovered_fractions(rows, "test_f1")
+    # rate 0.1, tracin it1: seed 0 (0.86 - 0.80) / (0.95 - 0.80), seed 1 (0.90 - 0.84) / (0.93 - 0.84)
+    assert fractions[("spam", 0.1, "tracin", 1)] == pytest.approx({0: 0.4, 1: 2 / 3})
+    header, body = tables.recovery_table(rows, "test_f1")
+    row = dict(zip(header, body[0]))
+    mean, half = (0.4 + 2 / 3) / 2, 12.7062047 * abs(2 / 3 - 0.4) / 2 ** 0.5 / 2 ** 0.5  # t(0.975, df=1)
+    assert row["tracin it1"] == f"{mean:.2f} [{mean - half:.2f}, {mean + half:.2f}]"
+    assert tables.ci95([0.5]) is None and tables.format_interval([0.5]) == "0.50"
+    half = 4.30265273 / 3 ** 0.5  # t(0.975, df=2) * std 1 / sqrt(3)
+    assert tables.ci95([1.0, 2.0, 3.0]) == pytest.approx((2.0, 2.0 - half, 2.0 + half))
+    # test_auc is missing for seed 1: that seed is left out, not counted as 0
+    assert set(tables.recovered_fractions(rows, "test_auc")[("spam", 0.1, "tracin", 1)]) == {0}
+    assert "spam,0.1,tracin,1,1,test_f1,0.6667" in tables.recovered_per_seed_csv(rows)

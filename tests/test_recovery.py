@@ -13,6 +13,8 @@ import numpy as np
 import pytest
 
 from gbair.recovery import loop, strategies
+from gbair.train import checkpoints as prompt_checkpoints
+from gbair.train import trainer
 from gbair.recovery.loop import COLUMNS
 
 REPO = pathlib.Path(__file__).resolve().parent.parent
@@ -66,8 +68,30 @@ def test_rows_follow_the_bookkeeping(uninterrupted):
             assert 0.0 <= float(after["test_f1"]) <= 1.0
     assert all(r["n_flagged"] == r["n_flagged_corrupted"] for r in by_strategy["oracle"])
     assert "| dataset | corruption_rate | clean | corrupted |" in result.stdout  # the printed table
-    for name in ("table_test_f1.md", "f1_vs_iteration.png", "recovery.png"):
+    for name in ("table_test_f1.md", "recovered_test_auc.md", "detection_detection_auroc.md",
+                 "test_f1_vs_iteration.png", "recovery.png"):
         assert (workdir / name).stat().st_size > 0
+    for row in rows:  # detection is measured at every cleaning iteration, and only there
+        cleaning = row["iteration"] != "0"
+        assert all((row[c] != "") == cleaning for c in ("detection_auroc", "detection_ap", "precision_at_k"))
+        if cleaning:
+            assert float(row["precision_at_k"]) == int(row["n_flagged_corrupted"]) / int(row["n_flagged"])
+            assert 0 < int(row["n_misclassified"]) <= 16
+    assert all(float(r["detection_auroc"]) == float(r["detection_ap"]) == 1.0
+               for r in by_strategy["oracle"] if r["iteration"] != "0")
+
+
+def test_every_run_trains_the_same_number_of_steps_and_reports_its_validation_choice(uninterrupted):
+    workdir, _ = uninterrupted
+    runs = sorted(workdir.glob("cells/**/checkpoints"))
+    assert len(runs) >= 3  # corrupted, clean, and at least one cleaning run
+    for run in runs:
+        saved = prompt_checkpoints.load_prompt_checkpoints(run)
+        assert [c.step for c in saved] == [5, 10]  # TrainConfig.num_steps = 10 whatever the set's size
+        chosen = trainer.select_checkpoint(saved, "loss")
+        record = json.loads((run.parent / "run.json").read_text()) if (run.parent / "run.json").exists() \
+            else json.loads((run.parent / "state.json").read_text())["row"]
+        assert record["selected_step"] == chosen.step
 
 
 def test_sigkill_and_rerun_gives_the_same_results(uninterrupted, tmp_path, tiny_bert_dir):
@@ -109,7 +133,7 @@ def test_unknown_strategy_and_bad_action_are_rejected():
     with pytest.raises(ValueError, match="RecoveryConfig.action='drop'"):
         loop.RecoveryConfig(action="drop")
     with pytest.raises(ValueError, match="unknown strategy 'magic'"):
-        strategies.select("magic", None, 3)
+        strategies.score("magic", None)
     with pytest.raises(ValueError, match=r"Experiment.strategy_names: unknown \['magic'\]"):
         loop.Experiment(datasets={}, model=None, corruption_rates=[0.1], strategy_names=["clean", "magic"])
 
@@ -158,3 +182,13 @@ def test_relabel_file_is_applied_to_the_corrupted_training_set(tmp_path, tiny_be
     assert result.returncode == 0, result.stderr[-4000:]
     [row] = read_rows(tmp_path / "run")
     assert (row["n_train"], row["n_corrupted_remaining"]) == ("39", "8")  # 10 flipped: one fixed, one removed
+
+
+def test_top_k_is_a_stable_full_sort_and_balanced_weights_equalise_classes():
+    scores = np.array([0.5, 2.0, 0.5, -1.0, 2.0])
+    np.testing.assert_array_equal(strategies.top_k(scores, 3), [1, 4, 0])
+    np.testing.assert_array_equal(strategies.top_k(scores, 9), np.argsort(-scores, kind="stable"))
+    labels = np.array([0, 0, 0, 1])
+    weights = strategies.query_weights(labels, balance_classes=True)
+    assert weights[labels == 0].sum() == pytest.approx(weights[labels == 1].sum())
+    np.testing.assert_array_equal(strategies.query_weights(labels, balance_classes=False), np.ones(4))

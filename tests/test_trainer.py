@@ -1,6 +1,7 @@
 """Prompt tuning on a tiny random BERT: loss goes down, backbone stays bit-identical, resume is exact."""
 
 import dataclasses
+import math
 
 import jax
 import numpy as np
@@ -117,5 +118,75 @@ def test_predict_does_not_depend_on_batch_size(model):
 def test_bad_config_is_rejected():
     with pytest.raises(ValueError, match="TrainConfig.optimizer='sgd'"):
         trainer.TrainConfig(optimizer="sgd")
+    with pytest.raises(ValueError, match="TrainConfig.schedule='linear'"):
+        trainer.TrainConfig(schedule="linear")
+    with pytest.raises(ValueError, match="TrainConfig.select_by='val'"):
+        trainer.TrainConfig(select_by="val")
+    with pytest.raises(ValueError, match="TrainConfig.num_steps=-1"):
+        trainer.TrainConfig(num_steps=-1)
     with pytest.raises(ValueError, match="TrainConfig.batch_size=0"):
         trainer.TrainConfig(batch_size=0)
+
+
+def warmup_cosine_by_hand(peak: float, warmup: int, total: int):
+    """The schedule's definition written out: linear 0 -> peak over `warmup` steps, cosine to 0 at `total`."""
+    def rate(t):
+        if t < warmup:
+            return peak * t / warmup
+        return peak * 0.5 * (1.0 + math.cos(math.pi * (t - warmup) / (total - warmup)))
+    return rate
+
+
+def test_checkpoint_learning_rate_is_the_mean_rate_of_the_updates_it_stands_for(model, tmp_path):
+    config = dataclasses.replace(CONFIG, schedule="warmup_cosine", learning_rate=0.05, warmup_fraction=0.2,
+                                 num_steps=10, checkpoint_every=3)
+    trainer.train(model, toy_dataset(), config, tmp_path)
+    saved = checkpoints.load_prompt_checkpoints(tmp_path)
+    rate = warmup_cosine_by_hand(0.05, warmup=2, total=10)
+    bounds = [0, 3, 6, 9, 10]
+    assert [c.step for c in saved] == bounds[1:]
+    for checkpoint, begin, end in zip(saved, bounds, bounds[1:]):
+        assert checkpoint.learning_rate == pytest.approx(np.mean([rate(t) for t in range(begin, end)]), rel=1e-5)
+
+
+def test_the_optimizer_follows_the_schedule(model, tmp_path):
+    """Warmup starts at rate 0: the first update leaves the prompt as initialised, the second moves it."""
+    config = dataclasses.replace(CONFIG, schedule="warmup_cosine", warmup_fraction=0.5, num_steps=4, checkpoint_every=1)
+    trainer.train(model, toy_dataset(), config, tmp_path)
+    first, second = checkpoints.load_prompt_checkpoints(tmp_path)[:2]
+    initial = np.asarray(model.init_prompt(jax.random.key(config.seed)))
+    np.testing.assert_array_equal(first.prompt, initial)
+    assert first.learning_rate == 0.0 and np.abs(second.prompt - initial).max() > 1e-4
+
+
+def test_training_steps_do_not_shrink_when_examples_are_removed(model):
+    config = dataclasses.replace(CONFIG, num_steps=7, checkpoint_every=3)
+    full, reduced = trainer.train(model, toy_dataset(36), config), trainer.train(model, toy_dataset(20), config)
+    assert full.steps == reduced.steps == 7
+    epochs = trainer.train(model, toy_dataset(20), dataclasses.replace(CONFIG, num_steps=0))
+    assert epochs.steps == 3 * CONFIG.num_epochs  # without num_steps: ceil(20 / 8) steps per epoch
+
+
+def test_checkpoints_record_validation_metrics_and_selection_picks_the_best(model, tmp_path):
+    data, validation = toy_dataset(36), toy_dataset(12)
+    config = dataclasses.replace(CONFIG, num_steps=8, checkpoint_every=2, select_by="loss")
+    trainer.train(model, data, config, tmp_path, validation=validation)
+    saved = checkpoints.load_prompt_checkpoints(tmp_path)
+    for checkpoint in saved:  # the recorded numbers are the checkpoint's own
+        fresh = trainer.evaluate(model, checkpoint.prompt, validation)
+        assert checkpoint.validation == pytest.approx(fresh)
+    assert trainer.select_checkpoint(saved, "loss").validation["loss"] == min(c.validation["loss"] for c in saved)
+    assert trainer.select_checkpoint(saved, "last") is saved[-1]
+    with pytest.raises(ValueError, match="TrainConfig.select_by='auc' needs a validation split"):
+        trainer.train(model, data, dataclasses.replace(config, select_by="auc"))
+
+
+def test_selection_rules_and_ties():
+    def at(step, **validation):
+        return checkpoints.PromptCheckpoint(step, 0.1, np.zeros((1, 1), np.float32), validation)
+    saved = [at(1, auc=0.9, loss=0.5), at(2, auc=0.95, loss=0.4), at(3, auc=0.95, loss=0.45)]
+    assert trainer.select_checkpoint(saved, "auc").step == 2  # tie: the earlier step
+    assert trainer.select_checkpoint(saved, "loss").step == 2
+    assert trainer.select_checkpoint(saved, "last").step == 3
+    with pytest.raises(ValueError, match="steps \\[1, 2, 3\\] have no validation f1"):
+        trainer.select_checkpoint(saved, "f1")

@@ -2,11 +2,14 @@
 
 Per (dataset, rate, seed): corrupt the training labels, train on them once (iteration 0, shared by
 every strategy), train once on the true labels (`clean`), then per strategy and t = 1..T: find the
-misclassified validation examples V, flag k training examples, remove or relabel them, retrain a
-fresh prompt with the same seed, evaluate. Stops early when V is empty.
+misclassified validation examples V, score every training example, flag the k most suspicious,
+remove or relabel them, retrain a fresh prompt with the same seed, evaluate. Stops early when V is
+empty. Each training run reports the checkpoint chosen on the (clean) validation split
+(TrainConfig.select_by); TracIn uses all of its checkpoints.
 
 On disk, WORKDIR/cells/<dataset>/rate=<r>/seed=<s>/ holds one folder per training run
-(resumable Orbax checkpoints) and a small JSON per finished iteration; a strategy's rows are
+(resumable Orbax checkpoints) and a small JSON per finished iteration (the clean bound, the same at
+every rate, is trained once in WORKDIR/cells/<dataset>/clean/seed=<s>/); a strategy's rows are
 written (atomically) to done.json when it finishes, and results.csv is rebuilt from those. So a
 rerun skips finished work, resumes the rest, and never duplicates or loses a row.
 """
@@ -30,12 +33,14 @@ from gbair.data.dataset import TextDataset
 from gbair.data.decisions import apply_decisions
 from gbair.influence.tracin import TracIn
 from gbair.models.prompts import PromptModel
+from gbair.train.metrics import detection_metrics
 from gbair.recovery import strategies
 from gbair.train import checkpoints as prompt_checkpoints
 from gbair.train import trainer
 
 COLUMNS = ("dataset", "strategy", "corruption_rate", "seed", "iteration", "n_train", "n_flagged",
-           "n_flagged_corrupted", "n_corrupted_remaining", "test_accuracy", "test_f1", "test_auc", "wall_time_s")
+           "n_flagged_corrupted", "n_corrupted_remaining", "test_accuracy", "test_f1", "test_auc", "wall_time_s",
+           "selected_step", "n_misclassified", "detection_auroc", "detection_ap", "precision_at_k", "recall_at_k")
 
 
 @gin.configurable
@@ -47,6 +52,8 @@ class RecoveryConfig:
     flag_fraction: k as a fraction of the current training set (used when flag_count is 0).
     flag_count: k as a count.
     action: `remove` the flagged examples or `relabel` them (to the model's most likely other class).
+    balance_classes: TracIn strategies weigh each class of the misclassified set V equally (else
+      every example of V counts once, and the majority error class dominates the sum).
     stratified_corruption: flip labels in proportion to class sizes.
     """
 
@@ -54,6 +61,7 @@ class RecoveryConfig:
     flag_fraction: float = 0.1
     flag_count: int = 0
     action: Literal["remove", "relabel"] = "remove"
+    balance_classes: bool = False
     stratified_corruption: bool = False
     tracin_batch_size: int = 32
 
@@ -91,6 +99,11 @@ class Cell:
     def path(self) -> pathlib.Path:
         return pathlib.Path("cells") / self.dataset / f"rate={self.rate:g}" / f"seed={self.seed}"
 
+    @property
+    def clean_path(self) -> pathlib.Path:
+        """The clean bound does not depend on the rate: one run per (dataset, seed), shared by every rate."""
+        return pathlib.Path("cells") / self.dataset / "clean" / f"seed={self.seed}"
+
     def row(self, strategy: str, iteration: int, **values) -> dict[str, Any]:
         return {"dataset": self.dataset, "strategy": strategy, "corruption_rate": self.rate, "seed": self.seed,
                 "iteration": iteration, **values}
@@ -104,35 +117,43 @@ class Sweep:
         self.workdir, self.model, self.relabel_file = pathlib.Path(workdir), model, relabel_file
         self.train_config, self.recovery = train_config, recovery
         self.total_runs, self.runs_done, self.run_seconds = total_runs, 0, 0.0
+        self._influence: dict[pathlib.Path, dict[str, np.ndarray]] = {}  # TracIn matrices by scored run
 
     # ---- one training run ----------------------------------------------------------------------
 
-    def fit(self, train: TextDataset, directory: pathlib.Path, seed: int) -> list[prompt_checkpoints.PromptCheckpoint]:
-        """Trains a fresh prompt (resuming from `directory`); returns its checkpoints, last = final."""
+    def fit(self, train: TextDataset, validation: TextDataset, directory: pathlib.Path,
+            seed: int) -> tuple[list[prompt_checkpoints.PromptCheckpoint], prompt_checkpoints.PromptCheckpoint]:
+        """Trains a fresh prompt (resuming from `directory`); returns its checkpoints and the reported one."""
         start = time.time()
         config = dataclasses.replace(self.train_config, seed=seed)
-        trainer.train(self.model, train, config, self.workdir / directory / "checkpoints")
+        trainer.train(self.model, train, config, self.workdir / directory / "checkpoints",
+                      validation=None if config.select_by == "last" else validation)
         self.runs_done += 1
         self.run_seconds += time.time() - start
         remaining = (self.total_runs - self.runs_done) * self.run_seconds / self.runs_done
         logging.info("training run %d/%d done (%s); ETA %s", self.runs_done, self.total_runs, directory,
                      trainer.format_seconds(remaining))
-        return prompt_checkpoints.load_prompt_checkpoints(self.workdir / directory / "checkpoints")
+        return self.load(directory)
+
+    def load(self, directory: pathlib.Path) -> tuple[list[prompt_checkpoints.PromptCheckpoint],
+                                                     prompt_checkpoints.PromptCheckpoint]:
+        saved = prompt_checkpoints.load_prompt_checkpoints(self.workdir / directory / "checkpoints")
+        return saved, trainer.select_checkpoint(saved, self.train_config.select_by)
 
     def test_metrics(self, prompt: np.ndarray, test: TextDataset) -> dict[str, Any]:
         metrics = trainer.evaluate(self.model, prompt, test, self.train_config.eval_batch_size)
-        return {f"test_{k}": v for k, v in metrics.items()}
+        return {f"test_{k}": metrics[k] for k in ("accuracy", "f1", "auc")}
 
-    def cached_run(self, directory: pathlib.Path, train: TextDataset, test: TextDataset, seed: int,
-                   extra: dict) -> dict:
-        """fit + test metrics, remembered in directory/run.json."""
+    def cached_run(self, directory: pathlib.Path, train: TextDataset, splits: Mapping[str, TextDataset],
+                   seed: int, extra: dict) -> dict:
+        """fit + test metrics of the reported checkpoint, remembered in directory/run.json."""
         record_path = self.workdir / directory / "run.json"
         if record_path.exists():
             return json.loads(record_path.read_text())
         start = time.time()
-        final = self.fit(train, directory, seed)[-1]
-        record = {**extra, "n_train": len(train), **self.test_metrics(final.prompt, test),
-                  "wall_time_s": round(time.time() - start, 3)}
+        _, chosen = self.fit(train, splits["validation"], directory, seed)
+        record = {**extra, "n_train": len(train), **self.test_metrics(chosen.prompt, splits["test"]),
+                  "wall_time_s": round(time.time() - start, 3), "selected_step": chosen.step}
         atomic.write_json(record_path, record)
         return record
 
@@ -143,14 +164,14 @@ class Sweep:
         noisy_train = self.noisy_train(cell, clean_train)
         true_labels = clean_train.by_ids(noisy_train.ids).labels
         base = {"n_flagged": 0, "n_flagged_corrupted": 0}
-        corrupted = self.cached_run(cell.path / "corrupted", noisy_train, test, cell.seed,
+        corrupted = self.cached_run(cell.path / "corrupted", noisy_train, splits, cell.seed,
                                     {**base, "n_corrupted_remaining": int((noisy_train.labels != true_labels).sum())})
         for name in strategy_names:
             done = self.workdir / cell.path / name / "done.json"
             if done.exists():
                 continue
             if name == "clean":
-                rows = [cell.row("clean", 0, **self.cached_run(cell.path / "clean", clean_train, test, cell.seed,
+                rows = [cell.row("clean", 0, **self.cached_run(cell.clean_path, clean_train, splits, cell.seed,
                                                                  {**base, "n_corrupted_remaining": 0}))]
             else:
                 rows = [cell.row(name, 0, **corrupted)] + self.iterate(cell, name, clean_train, noisy_train,
@@ -177,8 +198,8 @@ class Sweep:
                 previous = directory
                 continue
             start = time.time()
-            checkpoints = prompt_checkpoints.load_prompt_checkpoints(self.workdir / previous / "checkpoints")
-            predicted = trainer.predict(self.model, checkpoints[-1].prompt, validation).argmax(1)
+            checkpoints, chosen = self.load(previous)
+            predicted = trainer.predict(self.model, chosen.prompt, validation).argmax(1)
             wrong = predicted != validation.labels
             if not wrong.any():
                 logging.info("%s %s: no misclassified validation examples; stopping at iteration %d",
@@ -186,31 +207,44 @@ class Sweep:
                 break
             is_corrupted = train.labels != clean_train.by_ids(train.ids).labels
             misclassified = validation.subset(np.flatnonzero(wrong))
-            influence = None
-            if name in strategies.TRACIN_BASED:  # both variants, kept for explanations and the report
-                scorer = TracIn(self.model, checkpoints, batch_size=self.recovery.tracin_batch_size)
-                influence = dict(zip(("dot", "cosine"), scorer.influence_dot_and_cosine(train, misclassified)))
+            influence = self.tracin_matrices(previous, checkpoints, train, misclassified) \
+                if name in strategies.TRACIN_BASED else None
             context = strategies.SelectionContext(
-                model=self.model, train=train, checkpoints=checkpoints, misclassified=misclassified,
-                corrupted=is_corrupted, seed=cell.seed,
-                fit=lambda data, run: self.fit(data, directory / run, cell.seed)[-1].prompt,
-                batch_size=self.recovery.tracin_batch_size, influence=influence)
-            flagged = strategies.select(name, context, self.recovery.k(len(train)))
+                model=self.model, train=train, checkpoints=checkpoints, prompt=chosen.prompt,
+                misclassified=misclassified, corrupted=is_corrupted, seed=cell.seed,
+                fit=lambda data, run: self.fit(data, validation, directory / run, cell.seed)[1].prompt,
+                batch_size=self.recovery.tracin_batch_size, influence=influence,
+                balance_classes=self.recovery.balance_classes)
+            suspicion = strategies.score(name, context)
+            flagged = strategies.top_k(suspicion, self.recovery.k(len(train)))
             if influence is not None:
                 save_explanations(self.workdir / directory / EXPLAIN_FILE, train, misclassified,
                                   predicted[wrong], influence, flagged)
-            train = self.apply(train, flagged, checkpoints[-1].prompt)
-            final = self.fit(train, directory, cell.seed)[-1]
+            train = self.apply(train, flagged, chosen.prompt)
+            _, final = self.fit(train, validation, directory, cell.seed)
             remaining = int((train.labels != clean_train.by_ids(train.ids).labels).sum())
             row = cell.row(name, t, n_train=len(train), n_flagged=len(flagged),
                            n_flagged_corrupted=int(is_corrupted[flagged].sum()), n_corrupted_remaining=remaining,
-                           **self.test_metrics(final.prompt, test), wall_time_s=round(time.time() - start, 3))
-            logging.info("%s %s iteration %d: flagged %d (%d corrupted), test f1 %.4f", cell, name, t,
-                         len(flagged), row["n_flagged_corrupted"], row["test_f1"])
+                           **self.test_metrics(final.prompt, test), wall_time_s=round(time.time() - start, 3),
+                           selected_step=final.step, n_misclassified=len(misclassified),
+                           **detection_metrics(is_corrupted, suspicion, flagged))
+            logging.info("%s %s iteration %d: flagged %d (%d corrupted; detection AUROC %s), test f1 %.4f auc %s",
+                         cell, name, t, len(flagged), row["n_flagged_corrupted"], _fmt(row["detection_auroc"]),
+                         row["test_f1"], _fmt(row["test_auc"]))
             atomic.write_json(state_path, {"row": row, "ids": list(train.ids), "labels": train.labels.tolist()})
             rows.append(row)
             previous = directory
         return rows
+
+    def tracin_matrices(self, scored_run: pathlib.Path, checkpoints, train: TextDataset,
+                        misclassified: TextDataset) -> dict[str, np.ndarray]:
+        """Dot and cosine TracIn [N_train, |V|] of a run's trajectory, computed once per run: every
+        TracIn strategy at iteration 1 scores the same corrupted run."""
+        if scored_run not in self._influence:
+            scorer = TracIn(self.model, checkpoints, batch_size=self.recovery.tracin_batch_size)
+            self._influence = {scored_run: dict(zip(("dot", "cosine"),
+                                                    scorer.influence_dot_and_cosine(train, misclassified)))}
+        return self._influence[scored_run]
 
     def apply(self, train: TextDataset, flagged: np.ndarray, prompt: np.ndarray) -> TextDataset:
         """Removes the flagged examples, or relabels each to the model's most likely other class."""
@@ -234,9 +268,13 @@ class Sweep:
         out = io.StringIO()
         writer = csv.DictWriter(out, COLUMNS, lineterminator="\n")
         writer.writeheader()
-        writer.writerows({k: ("" if row[k] is None else row[k]) for k in COLUMNS} for row in rows)
+        writer.writerows({k: ("" if row.get(k) is None else row[k]) for k in COLUMNS} for row in rows)
         atomic.write_text(self.workdir / "results.csv", out.getvalue())
         return self.workdir / "results.csv"
+
+
+def _fmt(value: float | None) -> str:
+    return "-" if value is None else f"{value:.4f}"
 
 
 @gin.configurable

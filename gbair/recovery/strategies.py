@@ -1,7 +1,9 @@
 """Which training examples to flag: G-BAIR (TracIn) and the baselines, behind one interface.
 
-Every strategy is `select(context, k) -> indices into context.train`, most suspicious first, so
-results are comparable. The bounds `clean` (train on true labels) and `oracle` (flag only truly
+Every strategy is `score(context) -> [N] suspicion`, one number per example of the current training
+set, higher = more likely mislabelled; the loop flags the top k (`select`) and measures detection
+over the whole ranking (AUROC, average precision against the flipped mask), so strategies compare at
+every budget, not only at k. The bounds `clean` (train on true labels) and `oracle` (flag only truly
 flipped examples) frame them.
 """
 
@@ -19,61 +21,71 @@ from gbair.train.checkpoints import PromptCheckpoint
 
 @dataclasses.dataclass(frozen=True)
 class SelectionContext:
-    """What a strategy may look at when flagging examples of the current training set."""
+    """What a strategy may look at when scoring examples of the current training set."""
 
     model: PromptModel
     train: TextDataset  # current training set, labels as given (noisy)
-    checkpoints: Sequence[PromptCheckpoint]  # of the model trained on `train`; last = final prompt
+    checkpoints: Sequence[PromptCheckpoint]  # the trajectory of the model trained on `train`
+    prompt: np.ndarray  # that model's reported prompt (the checkpoint chosen on validation)
     misclassified: TextDataset  # validation examples the model gets wrong, with their true labels
     corrupted: np.ndarray  # [len(train)] bool, which labels are wrong; only `oracle` may look
     seed: int
-    fit: Callable[[TextDataset, str], np.ndarray]  # (training set, run name) -> trained prompt
+    fit: Callable[[TextDataset, str], np.ndarray]  # (training set, run name) -> reported prompt
     batch_size: int = 32
     influence: Mapping[str, np.ndarray] | None = None  # variant -> [N_train, |V|] TracIn, if computed
+    balance_classes: bool = False  # weigh V's classes equally in TracIn's sum over V
 
 
-def tracin(context: SelectionContext, k: int, variant: str = "dot") -> np.ndarray:
-    """G-BAIR: the training examples whose gradients most oppose fixing the misclassified set.
+def query_weights(labels: np.ndarray, balance_classes: bool) -> np.ndarray:
+    """Weight of each misclassified validation example in G-BAIR's sum: 1, or 1 / (its class's count)
+    so that each class of V counts the same however the errors are split between classes."""
+    if not balance_classes:
+        return np.ones(len(labels))
+    counts = np.bincount(labels)
+    return 1.0 / counts[labels]
 
-    score(z) = sum_v TracIn(z, v) over the misclassified validation set V (true labels); a very
-    negative score means training on z pushed V's loss up, so the lowest k are flagged.
+
+def tracin(context: SelectionContext, variant: str = "dot") -> np.ndarray:
+    """G-BAIR: how much each training example opposes fixing the misclassified validation set V.
+
+    suspicion(z) = -sum_v w_v TracIn(z, v) over V (true labels; w_v from `query_weights`): a very
+    negative influence means training on z pushed V's loss up.
     """
-    if context.influence is not None:  # the loop computed the full matrix for the report: reuse it
-        scores = context.influence[variant].sum(axis=1)
-    else:
-        scorer = TracIn(context.model, context.checkpoints, variant=variant, batch_size=context.batch_size)
-        scores = scorer.aggregate_influence(context.train, context.misclassified)
-    return np.argsort(scores, kind="stable")[:k]
+    influence = context.influence[variant] if context.influence is not None else TracIn(
+        context.model, context.checkpoints, variant=variant, batch_size=context.batch_size,
+    ).influence(context.train, context.misclassified)
+    return -influence @ query_weights(context.misclassified.labels, context.balance_classes)
 
 
-def tracin_cosine(context: SelectionContext, k: int) -> np.ndarray:
+def tracin_cosine(context: SelectionContext) -> np.ndarray:
     """G-BAIR with per-checkpoint normalised gradients (no high-norm examples topping every list)."""
-    return tracin(context, k, variant="cosine")
+    return tracin(context, variant="cosine")
 
 
-def self_influence(context: SelectionContext, k: int) -> np.ndarray:
-    """Highest TracIn self-influence: examples the model finds hardest to fit (Pruthi et al.)."""
-    scorer = TracIn(context.model, context.checkpoints, batch_size=context.batch_size)
-    return np.argsort(-scorer.self_influence(context.train), kind="stable")[:k]
+def self_influence(context: SelectionContext) -> np.ndarray:
+    """TracIn self-influence: examples the model finds hardest to fit (Pruthi et al.)."""
+    return TracIn(context.model, context.checkpoints, batch_size=context.batch_size).self_influence(context.train)
 
 
-def loss(context: SelectionContext, k: int) -> np.ndarray:
-    """Highest training loss of the given label at the final checkpoint."""
-    losses = trainer.example_losses(context.model, context.checkpoints[-1].prompt, context.train)
-    return np.argsort(-losses, kind="stable")[:k]
+def loss(context: SelectionContext) -> np.ndarray:
+    """Training loss of the given label under the reported prompt."""
+    return trainer.example_losses(context.model, context.prompt, context.train)
 
 
-def random(context: SelectionContext, k: int) -> np.ndarray:
-    """k examples uniformly at random (seeded): what flagging without any signal achieves."""
-    return np.random.default_rng([context.seed, len(context.train)]).choice(len(context.train), k, replace=False)
+def random(context: SelectionContext) -> np.ndarray:
+    """Seeded uniform scores: what flagging without any signal achieves."""
+    return np.random.default_rng([context.seed, len(context.train)]).random(len(context.train))
 
 
-def cleanlab(context: SelectionContext, k: int, folds: int = 3) -> np.ndarray:
-    """cleanlab's find_label_issues on K-fold out-of-sample probabilities, ranked; at most k.
+def cleanlab(context: SelectionContext, folds: int = 3) -> np.ndarray:
+    """1 - cleanlab's self-confidence label quality on K-fold out-of-sample probabilities.
 
-    Each fold trains a fresh prompt on the other folds, so this costs `folds` extra trainings.
+    This is the order cleanlab's find_label_issues ranks its issues by (return_indices_ranked_by=
+    "self_confidence"); like every strategy it then flags exactly k, where find_label_issues would stop
+    at its own estimate of the number of issues. Each fold trains a fresh prompt on the other folds,
+    so this costs `folds` extra trainings.
     """
-    from cleanlab.filter import find_label_issues  # pylint: disable=import-outside-toplevel
+    from cleanlab.rank import get_label_quality_scores  # pylint: disable=import-outside-toplevel
 
     n = len(context.train)
     fold_of = np.random.default_rng([context.seed, n, folds]).permutation(n) % folds
@@ -82,16 +94,15 @@ def cleanlab(context: SelectionContext, k: int, folds: int = 3) -> np.ndarray:
         held_out = np.flatnonzero(fold_of == fold)
         prompt = context.fit(context.train.subset(np.flatnonzero(fold_of != fold)), f"cleanlab_fold{fold}")
         probabilities[held_out] = trainer.predict(context.model, prompt, context.train.subset(held_out))
-    ranked = find_label_issues(context.train.labels, probabilities, return_indices_ranked_by="self_confidence")
-    return np.asarray(ranked[:k], np.int64)
+    return 1.0 - get_label_quality_scores(context.train.labels, probabilities, method="self_confidence")
 
 
-def oracle(context: SelectionContext, k: int) -> np.ndarray:
-    """Upper bound: the first k truly corrupted examples."""
-    return np.flatnonzero(context.corrupted)[:k]
+def oracle(context: SelectionContext) -> np.ndarray:
+    """Upper bound: 1 for truly corrupted examples, 0 otherwise (ties flag in dataset order)."""
+    return context.corrupted.astype(np.float64)
 
 
-STRATEGIES: dict[str, Callable[[SelectionContext, int], np.ndarray]] = {
+STRATEGIES: dict[str, Callable[[SelectionContext], np.ndarray]] = {
     "tracin": tracin, "tracin_cosine": tracin_cosine, "self_influence": self_influence, "loss": loss,
     "random": random, "cleanlab": cleanlab, "oracle": oracle,
 }
@@ -99,11 +110,17 @@ BOUNDS = ("clean",)  # not selection strategies: trained once on the true labels
 TRACIN_BASED = ("tracin", "tracin_cosine")  # these get per-example explanations in the report
 
 
-def select(strategy: str, context: SelectionContext, k: int) -> np.ndarray:
-    """Indices (into context.train) of at most k examples to flag, most suspicious first."""
+def score(strategy: str, context: SelectionContext) -> np.ndarray:
+    """[len(context.train)] float64 suspicion scores of `strategy`, higher = flag first."""
     if strategy not in STRATEGIES:
         raise ValueError(f"unknown strategy {strategy!r}, expected one of {sorted(STRATEGIES)}")
-    chosen = np.asarray(STRATEGIES[strategy](context, min(k, len(context.train))), np.int64)
-    if len(np.unique(chosen)) != len(chosen):
-        raise AssertionError(f"strategy {strategy!r} flagged an example twice")
-    return chosen
+    scores = np.asarray(STRATEGIES[strategy](context), np.float64)
+    if scores.shape != (len(context.train),) or not np.isfinite(scores).all():
+        raise AssertionError(f"strategy {strategy!r} gave scores of shape {scores.shape} (finite: "
+                             f"{np.isfinite(scores).all()}), expected {len(context.train)} finite numbers")
+    return scores
+
+
+def top_k(scores: np.ndarray, k: int) -> np.ndarray:
+    """Indices of the k highest scores, highest first; ties in dataset order."""
+    return np.argsort(-scores, kind="stable")[:min(k, len(scores))]

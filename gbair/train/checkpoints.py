@@ -1,8 +1,9 @@
 """Orbax checkpoints of prompt-tuning state, with the learning rate in force (TracIn needs it).
 
 Each checkpoint holds the prompt, the optimizer state and a small JSON record
-{step, learning_rate, config_fingerprint}; only the prompt is trained, so checkpoints are tiny and
-we keep all of them.
+{step, learning_rate, fingerprint, validation metrics if a validation split was given}; the learning
+rate is the mean rate of the updates since the previous checkpoint (gbair.train.trainer.
+interval_learning_rate). Only the prompt is trained, so checkpoints are tiny and we keep all of them.
 """
 
 import dataclasses
@@ -20,6 +21,7 @@ class PromptCheckpoint:
     step: int
     learning_rate: float
     prompt: np.ndarray  # [P, E] float32
+    validation: dict | None = None  # validation metrics at this step, when training recorded them
 
 
 def manager(directory: os.PathLike) -> ocp.CheckpointManager:
@@ -55,8 +57,9 @@ def load_prompt_checkpoints(directory: os.PathLike) -> list[PromptCheckpoint]:
         stored = mngr.item_metadata(step)["state"]
         target = jax.tree.map(lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype, sharding=device), stored)
         state = restore_state(mngr, step, target)
-        out.append(PromptCheckpoint(step, float(read_record(mngr, step)["learning_rate"]),
-                                    np.asarray(state["prompt"], np.float32)))
+        record = read_record(mngr, step)
+        out.append(PromptCheckpoint(step, float(record["learning_rate"]), np.asarray(state["prompt"], np.float32),
+                                    record.get("validation")))
     if not out:
         raise FileNotFoundError(f"{directory} holds no checkpoints")
     return out

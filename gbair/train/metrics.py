@@ -35,6 +35,32 @@ def binary_auc(positive: np.ndarray, scores: np.ndarray) -> float | None:
     return float((ranks[positive].sum() - n_pos * (n_pos + 1) / 2.0) / (n_pos * n_neg))
 
 
+def average_precision(positive: np.ndarray, scores: np.ndarray) -> float | None:
+    """Area under the precision-recall curve as scikit-learn defines it: sum_n (R_n - R_{n-1}) P_n over
+    the distinct score thresholds, highest first (tied scores enter together); None with no positives."""
+    positive = np.asarray(positive, bool)
+    if not positive.any():
+        return None
+    order = np.argsort(-np.asarray(scores, np.float64), kind="stable")
+    sorted_scores, hits = np.asarray(scores)[order], np.cumsum(positive[order])
+    ends = np.r_[np.flatnonzero(np.diff(sorted_scores)), len(order) - 1]  # last row of each tie group
+    precision, recall = hits[ends] / (ends + 1.0), hits[ends] / positive.sum()
+    return float(np.sum(np.diff(np.r_[0.0, recall]) * precision))
+
+
+def detection_metrics(corrupted: np.ndarray, suspicion: np.ndarray, flagged: np.ndarray) -> dict[str, float | None]:
+    """How well suspicion scores find the corrupted labels: over the whole ranking (AUROC, average
+    precision) and at the flagged set (precision and recall at k). None where undefined."""
+    corrupted = np.asarray(corrupted, bool)
+    found = int(corrupted[flagged].sum())
+    return {
+        "detection_auroc": binary_auc(corrupted, suspicion),
+        "detection_ap": average_precision(corrupted, suspicion),
+        "precision_at_k": found / len(flagged) if len(flagged) else None,
+        "recall_at_k": found / int(corrupted.sum()) if corrupted.any() else None,
+    }
+
+
 def roc_auc(labels: np.ndarray, probabilities: np.ndarray) -> float | None:
     """Binary: AUC of P(class 1). More classes: macro one-vs-rest over classes present."""
     if probabilities.shape[1] == 2:
@@ -45,11 +71,13 @@ def roc_auc(labels: np.ndarray, probabilities: np.ndarray) -> float | None:
 
 
 def classification_metrics(labels: np.ndarray, probabilities: np.ndarray) -> dict[str, float | None]:
-    """accuracy, f1 and auc of probabilities [N, C] against integer labels [N]."""
+    """accuracy, f1, auc and loss (mean cross-entropy) of probabilities [N, C] against integer labels [N]."""
     labels = np.asarray(labels)
     predictions = probabilities.argmax(-1)
+    picked = probabilities[np.arange(len(labels)), labels].astype(np.float64)
     return {
         "accuracy": accuracy(labels, predictions),
         "f1": f1(labels, predictions, probabilities.shape[1]),
         "auc": roc_auc(labels, probabilities),
+        "loss": float(-np.mean(np.log(np.maximum(picked, 1e-12)))) if len(labels) else None,
     }

@@ -11,7 +11,7 @@ import json
 import os
 import pathlib
 import time
-from typing import Any, Callable, Literal
+from typing import Any, Callable, Literal, Sequence
 
 import gin
 import jax
@@ -37,27 +37,47 @@ class TrainConfig:
 
     optimizer: `adafactor` (prompt tuning's choice: lr 0.3 constant, decay 0.8, no parameter
       scaling, weight decay 1e-5) or `adam`.
+    learning_rate: the (peak) learning rate.
+    schedule: `constant` (the prompt-tuning recipe) or `warmup_cosine` (linear warmup from 0 over
+      `warmup_fraction` of the steps, then cosine decay to 0 at the last step).
     num_epochs: passes over the training set; steps = ceil(N / batch_size) * num_epochs.
+    num_steps: if > 0, the number of steps whatever N is (and num_epochs is ignored), so removing
+      training examples does not also remove optimisation.
     checkpoint_every: save every this many steps (and always at the end); 0 = once per epoch.
+    select_by: which checkpoint is the reported prompt: `last`, or the best on the validation split
+      by `loss` (lowest), `auc`, `accuracy` or `f1` (highest); ties go to the earlier step.
     """
 
     optimizer: Literal["adafactor", "adam"] = "adafactor"
     learning_rate: float = 0.3
+    schedule: Literal["constant", "warmup_cosine"] = "constant"
+    warmup_fraction: float = 0.1
     batch_size: int = 32
     num_epochs: int = 3
+    num_steps: int = 0
     checkpoint_every: int = 0
+    select_by: Literal["last", "loss", "auc", "accuracy", "f1"] = "last"
     eval_batch_size: int = 64
     log_every: int = 10
     seed: int = 0
 
     def __post_init__(self):
-        if self.optimizer not in ("adafactor", "adam"):
-            raise ValueError(f"TrainConfig.optimizer={self.optimizer!r}, expected 'adafactor' or 'adam'")
+        choices = {"optimizer": ("adafactor", "adam"), "schedule": ("constant", "warmup_cosine"),
+                   "select_by": ("last", "loss", "auc", "accuracy", "f1")}
+        for name, allowed in choices.items():
+            if getattr(self, name) not in allowed:
+                raise ValueError(f"TrainConfig.{name}={getattr(self, name)!r}, expected one of {allowed}")
         for name in ("learning_rate", "batch_size", "num_epochs", "eval_batch_size", "log_every"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"TrainConfig.{name}={getattr(self, name)!r}, expected > 0")
-        if self.checkpoint_every < 0:
-            raise ValueError(f"TrainConfig.checkpoint_every={self.checkpoint_every}, expected >= 0")
+        for name in ("num_steps", "checkpoint_every"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"TrainConfig.{name}={getattr(self, name)!r}, expected >= 0")
+        if not 0 <= self.warmup_fraction < 1:
+            raise ValueError(f"TrainConfig.warmup_fraction={self.warmup_fraction!r}, expected in [0, 1)")
+
+    def total_steps(self, num_examples: int) -> int:
+        return self.num_steps or steps_per_epoch(num_examples, self.batch_size) * self.num_epochs
 
 
 @dataclasses.dataclass(frozen=True)
@@ -85,8 +105,34 @@ def _train_step_fn(loss_fn, optimizer: optax.GradientTransformation):
     return train_step
 
 
+def learning_rate_schedule(config: TrainConfig, total_steps: int) -> float | optax.Schedule:
+    """The optimizer's learning rate: a number (constant) or step -> rate of the update at that 0-based step."""
+    return _schedule(config.schedule, config.learning_rate, config.warmup_fraction, total_steps)
+
+
 @functools.lru_cache(maxsize=16)
-def make_optimizer(name: str, learning_rate: float) -> optax.GradientTransformation:
+def _schedule(kind: str, learning_rate: float, warmup_fraction: float, total_steps: int) -> float | optax.Schedule:
+    """Cached, so runs with equal settings get the same schedule object and share one compiled step."""
+    if kind == "constant":
+        return learning_rate
+    warmup = int(round(warmup_fraction * total_steps))
+    return optax.warmup_cosine_decay_schedule(0.0, learning_rate, warmup, total_steps, end_value=0.0)
+
+
+def interval_learning_rate(schedule: float | optax.Schedule, previous_step: int, step: int) -> float:
+    """The TracIn weight of the checkpoint saved after `step` updates: the mean learning rate of the
+    updates it stands for, those made since the previous checkpoint (0-based steps previous_step..step-1).
+
+    For a constant rate this is the rate itself (Pruthi et al.'s lr_c); under a schedule it is the rate
+    in effect over the interval, so a checkpoint taken during warmup or late in decay weighs less.
+    """
+    if not callable(schedule):
+        return float(schedule)
+    return float(np.mean([float(schedule(t)) for t in range(previous_step, step)]))
+
+
+@functools.lru_cache(maxsize=16)
+def make_optimizer(name: str, learning_rate: float | optax.Schedule) -> optax.GradientTransformation:
     """Cached, so equal settings give the same (hashable) optimizer and share a compiled step."""
     if name == "adafactor":
         return optax.adafactor(learning_rate, decay_rate=0.8, multiply_by_parameter_scale=False,
@@ -130,27 +176,35 @@ def on_mesh(model: PromptModel, batch: dict[str, np.ndarray]) -> Any:
     return place(batch, model.mesh, jax.tree.map(lambda _: PartitionSpec(DATA) if split else PartitionSpec(), batch))
 
 
-def fingerprint(model: PromptModel, dataset: TextDataset, config: TrainConfig) -> str:
+def fingerprint(model: PromptModel, dataset: TextDataset, config: TrainConfig,
+                validation: TextDataset | None = None) -> str:
     """Identifies what a checkpoint directory was trained on, so resume refuses a different run."""
+    evaluated = None if validation is None else [list(validation.ids), validation.labels.tolist()]
     digest = hashlib.sha256(json.dumps([dataclasses.asdict(config), model.prompt_shape, model.class_names,
-                                        list(dataset.ids), dataset.labels.tolist()]).encode())
+                                        list(dataset.ids), dataset.labels.tolist(), evaluated]).encode())
     return digest.hexdigest()[:16]
 
 
 def train(model: PromptModel, dataset: TextDataset, config: TrainConfig,
-          checkpoint_dir: os.PathLike | None = None) -> TrainResult:
-    """Tunes a fresh prompt (from `config.seed`) on `dataset`; resumes from `checkpoint_dir` if it has state."""
+          checkpoint_dir: os.PathLike | None = None, validation: TextDataset | None = None) -> TrainResult:
+    """Tunes a fresh prompt (from `config.seed`) on `dataset`; resumes from `checkpoint_dir` if it has state.
+
+    With `validation`, every checkpoint's record also holds its validation metrics (see `select_checkpoint`).
+    """
     start_time = time.time()
-    optimizer = make_optimizer(config.optimizer, config.learning_rate)
     features = model.featurize(dataset.texts)
-    total_steps = steps_per_epoch(len(dataset), config.batch_size) * config.num_epochs
+    total_steps = config.total_steps(len(dataset))
+    schedule = learning_rate_schedule(config, total_steps)
+    optimizer = make_optimizer(config.optimizer, schedule)
     every = config.checkpoint_every or steps_per_epoch(len(dataset), config.batch_size)
+    if config.select_by != "last" and validation is None:
+        raise ValueError(f"TrainConfig.select_by={config.select_by!r} needs a validation split")
 
     prompt = model.init_prompt(jax.random.key(config.seed))
     state = {"prompt": prompt, "opt_state": optimizer.init(prompt)}
     first_step, saved = 0, []
     mngr = checkpoints.manager(checkpoint_dir) if checkpoint_dir is not None else None
-    run_id = fingerprint(model, dataset, config)
+    run_id = fingerprint(model, dataset, config, validation)
     if mngr is not None and mngr.latest_step() is not None:
         first_step = mngr.latest_step()
         record = checkpoints.read_record(mngr, first_step)
@@ -170,11 +224,32 @@ def train(model: PromptModel, dataset: TextDataset, config: TrainConfig,
         state, loss = train_step(model.params, state, batch)
         progress.update(step + 1, loss)
         if mngr is not None and ((step + 1) % every == 0 or step + 1 == total_steps):
-            checkpoints.save(mngr, step + 1, state, {"step": step + 1, "learning_rate": config.learning_rate,
-                                                     "fingerprint": run_id})
+            record = {"step": step + 1, "fingerprint": run_id,
+                      "learning_rate": interval_learning_rate(schedule, saved[-1] if saved else 0, step + 1)}
+            if validation is not None:
+                record["validation"] = evaluate(model, state["prompt"], validation, config.eval_batch_size)
+                logging.info("step %d: validation %s", step + 1,
+                             "  ".join(f"{k} {v:.4f}" for k, v in record["validation"].items() if v is not None))
+            checkpoints.save(mngr, step + 1, state, record)
             saved.append(step + 1)
     return TrainResult(np.asarray(state["prompt"], np.float32), total_steps, tuple(saved),
                        time.time() - start_time)
+
+
+def select_checkpoint(saved: Sequence[checkpoints.PromptCheckpoint], select_by: str) -> checkpoints.PromptCheckpoint:
+    """The reported checkpoint: the last, or the best by a validation metric recorded at save time.
+
+    Lowest loss or highest auc / accuracy / f1; ties go to the earliest step. TracIn still uses every
+    checkpoint (the trajectory); this only picks the prompt that is evaluated and acted on.
+    """
+    if select_by == "last":
+        return saved[-1]
+    missing = [c.step for c in saved if not c.validation or c.validation.get(select_by) is None]
+    if missing:
+        raise ValueError(f"select_by={select_by!r}: checkpoints at steps {missing} have no validation "
+                         f"{select_by} (train with a validation split, or select_by='last')")
+    sign = -1.0 if select_by == "loss" else 1.0
+    return max(saved, key=lambda c: (sign * c.validation[select_by], -c.step))
 
 
 class Progress:
@@ -188,11 +263,12 @@ class Progress:
         self.losses.append(loss)
         if step % self.every and step != self.total:
             return
+        mean_loss = float(np.mean(jax.device_get(self.losses)))  # waits for the dispatched steps
         now = time.time()
         rate = (step - self.last_step) * self.batch_size / max(now - self.last_time, 1e-9)
         eta = (self.total - step) * self.batch_size / max(rate, 1e-9)
-        logging.info("step %d/%d  loss %.4f  %.1f examples/s  ETA %s", step, self.total,
-                     float(np.mean(jax.device_get(self.losses))), rate, format_seconds(eta))
+        logging.info("step %d/%d  loss %.4f  %.1f examples/s  ETA %s", step, self.total, mean_loss, rate,
+                     format_seconds(eta))
         self.last_step, self.last_time, self.losses = step, now, []
 
 
@@ -254,7 +330,8 @@ def train_and_evaluate(workdir: str, *, model: PromptModel = gin.REQUIRED,
 
     relabel_file: decisions (see gbair.data.decisions) applied to the training split first.
 
-    Writes WORKDIR/checkpoints/ (resumable), WORKDIR/prompt.npy and WORKDIR/metrics.json.
+    Writes WORKDIR/checkpoints/ (resumable), WORKDIR/prompt.npy (the checkpoint chosen by
+    config.select_by) and WORKDIR/metrics.json.
     """
     workdir = pathlib.Path(workdir)
     for name in ("train", "validation", "test"):
@@ -262,13 +339,15 @@ def train_and_evaluate(workdir: str, *, model: PromptModel = gin.REQUIRED,
             raise ValueError(f"train_and_evaluate: splits has {sorted(splits)}, expected a {name!r} split")
     train_set = apply_decisions(splits["train"], relabel_file) if relabel_file else splits["train"]
     logging.info("Training on %s; validation %s; test %s", train_set, splits["validation"], splits["test"])
-    result = train(model, train_set, config, workdir / "checkpoints")
+    result = train(model, train_set, config, workdir / "checkpoints",
+                   validation=None if config.select_by == "last" else splits["validation"])
+    chosen = select_checkpoint(checkpoints.load_prompt_checkpoints(workdir / "checkpoints"), config.select_by)
     metrics: dict[str, Any] = {"steps": result.steps, "wall_time_s": round(result.wall_time_s, 3),
-                               "checkpoint_steps": list(result.checkpoint_steps)}
+                               "checkpoint_steps": list(result.checkpoint_steps), "selected_step": chosen.step}
     for name in ("validation", "test"):
-        for key, value in evaluate(model, result.prompt, splits[name], config.eval_batch_size).items():
+        for key, value in evaluate(model, chosen.prompt, splits[name], config.eval_batch_size).items():
             metrics[f"{name}_{key}"] = value
-    prompts.save_prompt(workdir / "prompt.npy", result.prompt)
+    prompts.save_prompt(workdir / "prompt.npy", chosen.prompt)
     atomic.write_json(workdir / "metrics.json", metrics)
     logging.info("test accuracy %.4f  f1 %.4f  auc %s  (%d steps, %s)", metrics["test_accuracy"],
                  metrics["test_f1"], metrics["test_auc"], result.steps, format_seconds(result.wall_time_s))
