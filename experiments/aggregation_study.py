@@ -6,7 +6,9 @@ scores the training set with each aggregation, with no retraining:
   plain     sum over V (G-BAIR as published);
   balanced  each class of V weighs the same (RecoveryConfig.balance_classes);
 and prints detection AUROC and average precision against the flipped mask, mean ± std over seeds,
-with V's class mix and the given labels of the flipped examples (which explain the differences).
+with V's class mix and the given labels of the flipped examples (which explain the differences),
+and the AUROC within each given label (does the score separate flipped from clean examples that
+carry the same label, whatever the direction V pulls in?).
 
     python experiments/aggregation_study.py WORKDIR --sizes 400 200 400
 """
@@ -43,11 +45,14 @@ def main() -> None:
                 for balanced in (False, True):
                     suspicion = -(saved[variant] @ query_weights(queries, balanced))
                     key = (rate, variant, "balanced" if balanced else "plain")
-                    results[key].append((binary_auc(flipped, suspicion), average_precision(flipped, suspicion)))
+                    within = [binary_auc(flipped[noisy.labels == c], suspicion[noisy.labels == c]) for c in (0, 1)]
+                    results[key].append((binary_auc(flipped, suspicion), average_precision(flipped, suspicion),
+                                         *within))
         v_mix = np.bincount(queries, minlength=2)
         given = np.bincount(noisy.labels[flipped], minlength=2)
         print(f"| {rate:g} | {seed} | {v_mix[0]} / {v_mix[1]} | {given[0]} / {given[1]} |")
-    print("\n| rate | TracIn | sum over V | detection AUROC | detection AP |\n|---:|:---|:---|---:|---:|")
+    print("\n| rate | TracIn | sum over V | detection AUROC | detection AP | AUROC within given ham "
+          "| AUROC within given spam |\n|---:|:---|:---|---:|---:|---:|---:|")
     for (rate, variant, aggregation), values in sorted(results.items()):
         cells = []
         for column in zip(*values):
