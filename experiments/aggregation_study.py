@@ -15,11 +15,11 @@ carry the same label, whatever the direction V pulls in?).
 
 import argparse
 import pathlib
-import statistics
 from collections import defaultdict
 
 import numpy as np
 
+from experiments import tables
 from gbair.data.corruption import corrupt_labels
 from gbair.data.tasks import spam_assassin_splits
 from gbair.recovery.strategies import query_weights
@@ -54,10 +54,7 @@ def main() -> None:
     print("\n| rate | TracIn | sum over V | detection AUROC | detection AP | AUROC within given ham "
           "| AUROC within given spam |\n|---:|:---|:---|---:|---:|---:|---:|")
     for (rate, variant, aggregation), values in sorted(results.items()):
-        cells = []
-        for column in zip(*values):
-            mean = statistics.fmean(column)
-            cells.append(f"{mean:.3f} ± {statistics.stdev(column):.3f}" if len(column) > 1 else f"{mean:.3f}")
+        cells = [tables.format_cell(list(column)) for column in zip(*values)]
         print(f"| {rate:g} | {variant} | {aggregation} | " + " | ".join(cells) + " |")
 
 

@@ -1,25 +1,27 @@
 """Choose the embedded model's training recipe on the validation split (never the test split).
 
-Trains a prompt for each candidate recipe and seed on the clean and on a 30%-corrupted training set,
-records validation metrics at every checkpoint, and prints per recipe the validation AUC / F1 /
-loss of the checkpoint each selection rule picks, mean ± std over seeds. The recipe and selection
-rule with the best mean validation AUC on clean data (F1 breaks near-ties) become the defaults in
-configs/runs/gbair.gin; the table and the command go to experiments/RESULTS.md.
+Trains a prompt for each candidate recipe, rate and seed, records validation metrics at every
+checkpoint (printed per run: the learning curve), and prints per recipe the validation AUC / F1 /
+loss of the checkpoint each selection rule picks, mean ± std over seeds. Recipes are compared on
+their validation curves; selection rules cannot be ranked by this table (each rule wins on its own
+metric in-sample). The chosen recipe is the default in configs/runs/gbair.gin; the measurement is in
+experiments/RESULTS.md.
 
     python experiments/choose_trainer.py --out=/tmp/choose_trainer.csv --recipes adam,3e-2,warmup_cosine,16,100 ...
 """
 
 import argparse
 import csv
-import dataclasses
 import itertools
-import statistics
+import tempfile
 import time
 
+from experiments import tables
 from gbair.data.corruption import corrupt_labels
 from gbair.data.tasks import spam_assassin_splits
 from gbair.models.classifier import minilm_classifier
 from gbair.train import trainer
+from gbair.train.checkpoints import load_prompt_checkpoints
 
 CLASS_DESCRIPTIONS = ["a normal personal or work email", "spam: an unsolicited advertising or scam email"]
 RULES = ("last", "loss", "auc")
@@ -67,17 +69,12 @@ def main() -> None:
     print("\n| recipe | rate | rule | validation auc | validation f1 | validation loss |\n|:---|---:|:---|---:|---:|---:|")
     for recipe, rate, rule in itertools.product(args.recipes, args.rates, RULES):
         picked = [r for r in rows if (r["recipe"], r["rate"], r["rule"]) == (recipe, rate, rule)]
-        cells = [f"{statistics.fmean(v):.3f} ± {statistics.stdev(v) if len(v) > 1 else 0:.3f}"
-                 for v in ([r[f"validation_{m}"] for r in picked] for m in ("auc", "f1", "loss"))]
+        cells = [tables.format_cell([r[f"validation_{m}"] for r in picked]) for m in ("auc", "f1", "loss")]
         print(f"| {recipe} | {rate:g} | {rule} | " + " | ".join(cells) + " |")
 
 
 def collect(model, train, validation, config):
     """Every checkpoint of one training run, each with its validation metrics (kept in memory)."""
-    import tempfile  # pylint: disable=import-outside-toplevel
-
-    from gbair.train.checkpoints import load_prompt_checkpoints  # pylint: disable=import-outside-toplevel
-
     with tempfile.TemporaryDirectory() as directory:
         trainer.train(model, train, config, directory, validation=validation)
         return load_prompt_checkpoints(directory)

@@ -16,21 +16,16 @@ def write_report(workdir: os.PathLike) -> str:
     Returns what the main job prints: test F1 and AUC tables and their recovered fractions."""
     workdir = pathlib.Path(workdir)
     rows = tables.load_results(workdir / "results.csv")
-    printed = []
-    for metric in ("test_f1", "test_auc", "test_accuracy", "flagged_precision"):
-        markdown = tables.write_table(rows, workdir, metric)
-        if metric in ("test_f1", "test_auc"):
-            printed.append(f"{metric} (mean ± std over seeds):\n{markdown}")
-    for metric in tables.RECOVERY_METRICS:
-        markdown = tables.write_table(rows, workdir, metric, "recovered")
-        if metric in ("test_f1", "test_auc"):
-            printed.append(f"recovered fraction of the {metric} gap (mean [95% interval]):\n{markdown}")
-
+    tables_md = {metric: tables.write_table(rows, workdir, metric)
+                 for metric in ("test_f1", "test_auc", "test_accuracy", "flagged_precision")}
+    recovered_md = {metric: tables.write_table(rows, workdir, metric, "recovered") for metric in tables.RECOVERY_METRICS}
+    detection_md = {metric: tables.write_table(rows, workdir, metric, "detection")
+                    for metric in ("detection_auroc", "detection_ap")}
     atomic.write_text(workdir / "recovered_per_seed.csv", tables.recovered_per_seed_csv(rows))
-    for metric in ("detection_auroc", "detection_ap"):
-        markdown = tables.write_table(rows, workdir, metric, "detection")
-        if metric == "detection_auroc":
-            printed.append(f"detection AUROC at iteration 1 (mean ± std):\n{markdown}")
+    printed = [f"{m} (mean ± std over seeds):\n{tables_md[m]}" for m in ("test_f1", "test_auc")]
+    printed += [f"recovered fraction of the {m} gap (mean [95% interval]):\n{recovered_md[m]}"
+                for m in ("test_f1", "test_auc")]
+    printed.append(f"detection AUROC at iteration 1 (mean ± std):\n{detection_md['detection_auroc']}")
     for metric in ("test_f1", "test_auc"):
         plots.plot_metric_vs_iteration(rows, workdir / f"{metric}_vs_iteration.png", metric)
     plots.plot_recovery(rows, workdir / "recovery.png")

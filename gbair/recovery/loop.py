@@ -315,10 +315,11 @@ def sweep(workdir: str, experiment: Experiment = gin.REQUIRED) -> str:
     from gbair import explain  # pylint: disable=import-outside-toplevel  (explain reads this module's output)
 
     cells = experiment.cells()
-    runs_per_cell = 1 + sum(1 if s == "clean" else experiment.recovery.iterations * (4 if s == "cleanlab" else 1)
-                            for s in experiment.strategy_names)
+    runs_per_cell = 1 + sum(experiment.recovery.iterations * (4 if s == "cleanlab" else 1)
+                            for s in experiment.strategy_names if s != "clean")
+    clean_runs = len(experiment.datasets) * len(experiment.seeds) if "clean" in experiment.strategy_names else 0
     run = Sweep(workdir, experiment.model, experiment.train_config, experiment.recovery,
-                total_runs=len(cells) * runs_per_cell, relabel_file=experiment.relabel_file)
+                total_runs=len(cells) * runs_per_cell + clean_runs, relabel_file=experiment.relabel_file)
     for i, cell in enumerate(cells, 1):
         logging.info("cell %d/%d: %s rate=%g seed=%d, strategies %s", i, len(cells), cell.dataset, cell.rate,
                      cell.seed, ", ".join(experiment.strategy_names))

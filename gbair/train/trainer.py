@@ -128,7 +128,7 @@ def interval_learning_rate(schedule: float | optax.Schedule, previous_step: int,
     """
     if not callable(schedule):
         return float(schedule)
-    return float(np.mean([float(schedule(t)) for t in range(previous_step, step)]))
+    return float(np.mean(schedule(np.arange(previous_step, step))))
 
 
 @functools.lru_cache(maxsize=16)
