@@ -64,7 +64,7 @@ def finish(results: dict, json_path: str | None) -> None:
 
 def corpus(n: int, seed: int = 0) -> TextDataset:
     """n SpamAssassin emails (sampled with replacement past the corpus size, ids made unique)."""
-    data, _ = spam_assassin.load_spam_assassin(assets.spam_assassin_dir())
+    data, _ = spam_assassin.load_spam_assassin(assets.verified_spam_assassin_dir())
     index = np.random.default_rng(seed).choice(len(data), n, replace=n > len(data))
     return TextDataset(tuple(f"{data.ids[i]}#{k}" for k, i in enumerate(index)),
                        tuple(data.texts[i] for i in index), data.labels[index],

@@ -1,5 +1,10 @@
 """gbair: G-BAIR (gradient-based automated iterative recovery) for prompt tuning, in JAX/Flax."""
 
 
-class SettingError(ValueError):
-    """A required setting (gin macro or flag) is missing or unusable; `gbair.main` prints it as one line."""
+class UserError(ValueError):
+    """The user's input (a setting, flag, file or workdir) is wrong or does not fit; the message names
+    it and what was expected. The entry points print it as `gbair: error: <first line>`."""
+
+
+class UsageError(UserError):
+    """A wrong command line (flags, gin files or bindings): the entry points exit with status 2."""

@@ -1,4 +1,8 @@
-"""Atomic file writes: write a sibling temp file, then rename, so readers never see half a file."""
+"""Atomic file writes: write a sibling temp file, then rename, so readers never see half a file.
+
+A process killed mid-write leaves its temp file (`.NAME.XXXX.tmp`) behind; `remove_orphans` deletes
+them when the next run starts in that directory.
+"""
 
 import io
 import json
@@ -27,6 +31,14 @@ def write_bytes(path: os.PathLike, data: bytes) -> None:
     except BaseException:
         os.unlink(tmp)
         raise
+
+
+def remove_orphans(directory: os.PathLike) -> list[pathlib.Path]:
+    """Deletes the temp files of interrupted writes under `directory` (call before any writer runs)."""
+    orphans = [p for p in pathlib.Path(directory).rglob(".*.tmp") if p.is_file()]
+    for path in orphans:
+        path.unlink()
+    return orphans
 
 
 def write_text(path: os.PathLike, text: str) -> None:

@@ -1,19 +1,19 @@
 """Gin set-up shared by the entry points: where configs live, how a run records its config, logging.
 
-A run writes WORKDIR/gin_config.json (its gin files and bindings) so that tools such as
-`python -m gbair.explain` can rebuild the same model and data later.
+`parse` remembers what it parsed; the job records it in WORKDIR/gin_config.json once it has validated
+it (gbair.run_record), so tools such as `python -m gbair.explain` can rebuild the same model and data.
 """
 
-import json
 import logging as std_logging
 import os
 import pathlib
+import tokenize
 from typing import Callable, Sequence
 
 import gin
 from absl import logging
 
-from gbair import atomic
+from gbair import UsageError, UserError, run_record
 
 # Everything a gin file may reference must be imported (registered) before parsing.
 import gbair.data.tasks  # noqa: F401,E402  pylint: disable=unused-import,wrong-import-position
@@ -21,41 +21,45 @@ import gbair.models.classifier  # noqa: F401,E402  pylint: disable=unused-import
 import gbair.train.trainer  # noqa: F401,E402  pylint: disable=unused-import,wrong-import-position
 
 REPO_ROOT = pathlib.Path(__file__).resolve().parent.parent
-GIN_RECORD = "gin_config.json"
 
 
 @gin.configurable
 def execute(workdir: str, job: Callable[[str], object] = gin.REQUIRED) -> object:
     """Runs `job(workdir)`; a gin run file chooses the job (`execute.job = @train_and_evaluate`)."""
-    return job(workdir)
+    try:
+        return job(workdir)
+    except RuntimeError as e:  # gin's way of saying a gin.REQUIRED setting was not given
+        if str(e).startswith("Required bindings"):
+            raise UserError(str(e)) from e
+        raise
 
 
 def find_gin_file(name: str) -> str:
     for candidate in (pathlib.Path(name), REPO_ROOT / name):
         if candidate.is_file():
             return str(candidate.absolute())
-    raise FileNotFoundError(f"--gin_file={name}: no such file (looked in . and {REPO_ROOT})")
+    raise UsageError(f"--gin_file={name}: no such file (looked in . and {REPO_ROOT})")
 
 
 def parse(files: Sequence[str], bindings: Sequence[str]) -> list[str]:
-    """Parses gin files (found as given or under the repository root) and bindings; returns the files."""
+    """Parses gin files (found as given or under the repository root) and bindings; returns the files.
+
+    UsageError (one line) for a missing file, an unknown name or a syntax error in a file or binding."""
     gin.clear_config()
     gin.add_config_file_search_path(str(REPO_ROOT))
     found = [find_gin_file(f) for f in files]
-    gin.parse_config_files_and_bindings(found, bindings)
+    try:
+        gin.parse_config_files_and_bindings(found, bindings)
+    except (ValueError, SyntaxError, tokenize.TokenError, OSError) as e:
+        raise UsageError(f"gin config: {str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__}"
+                         ) from e
+    run_record.remember(found, list(bindings))
     return found
-
-
-def record(workdir: str | os.PathLike, files: Sequence[str], bindings: Sequence[str]) -> None:
-    atomic.write_json(pathlib.Path(workdir) / GIN_RECORD, {"gin_files": list(files), "gin_bindings": list(bindings)})
 
 
 def parse_recorded(workdir: str | os.PathLike) -> None:
     """Parses the gin config a run in `workdir` was started with."""
-    path = pathlib.Path(workdir) / GIN_RECORD
-    if not path.exists():
-        raise FileNotFoundError(f"{path} is missing: is {workdir} a gbair.main workdir?")
-    recorded = json.loads(path.read_text())
+    recorded = run_record.recorded(workdir)
     parse(recorded["gin_files"], recorded["gin_bindings"])
 
 

@@ -15,13 +15,14 @@ import csv
 import dataclasses
 import json
 import pathlib
+import sys
 import textwrap
 from typing import Any, Sequence
 
 import numpy as np
-from absl import app, flags
+from absl import flags
 
-from gbair import config
+from gbair import UserError, cli, config
 from gbair import report_html
 from gbair.data.dataset import TextDataset
 from gbair.influence.tracin import TracIn
@@ -66,7 +67,7 @@ class RunExplainer:
             if ((dataset is None or cell.dataset == dataset) and (rate is None or cell.rate == rate)
                     and (seed is None or cell.seed == seed)):
                 return cell
-        raise ValueError(f"no cell dataset={dataset} rate={rate} seed={seed} in {self.experiment.cells()}")
+        raise UserError(f"no cell dataset={dataset} rate={rate} seed={seed} in {self.experiment.cells()}")
 
     def splits(self, cell: loop.Cell) -> dict[str, TextDataset]:
         return self.experiment.datasets[cell.dataset]
@@ -108,7 +109,7 @@ class RunExplainer:
         pool = {example_id: (name, i) for name in ("validation", "test") for i, example_id in enumerate(splits[name].ids)}
         missing = [i for i in example_ids if i not in pool]
         if missing:
-            raise ValueError(f"--example: {missing} not in the validation or test split of {cell}")
+            raise UserError(f"--example: {missing} not in the validation or test split of {cell}")
         queries = _concat([splits[pool[i][0]].subset([pool[i][1]]) for i in example_ids])
         train = self.train_at(cell, strategy, iteration)
         checkpoints = self.checkpoints_before(cell, strategy, iteration)
@@ -253,8 +254,7 @@ def define_flags() -> None:
 
 
 def main(argv: list[str]) -> None:
-    if len(argv) > 1:
-        raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+    del argv  # cli.run refuses positional arguments
     config.quiet_library_logs()
     explainer = RunExplainer(FLAGS.workdir)
     cell = explainer.cell(FLAGS.dataset, FLAGS.rate, FLAGS.seed)
@@ -266,4 +266,4 @@ def main(argv: list[str]) -> None:
 
 if __name__ == "__main__":
     define_flags()
-    app.run(main)
+    cli.run(main, sys.argv)

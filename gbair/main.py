@@ -1,18 +1,19 @@
 """gbair's entry point: parse gin files and bindings, then run the configured job in --workdir.
 
     python -m gbair.main --gin_file=configs/runs/train.gin --workdir=/tmp/run \
-        [--gin_file=...] [--gin.NAME=VALUE ...] [--gin_bindings='NAME = VALUE']
+        [--gin_file=...] [--gin.NAME=VALUE ...] [--gin_bindings='NAME = VALUE'] [--debug]
 
 `--gin.NAME=VALUE` is shorthand for `--gin_bindings='NAME = VALUE'` (as in T5X). Gin files are
 looked up as given, then relative to the repository root, so `configs/...` works from anywhere.
+The job records the gin config it ran with (WORKDIR/gin_config.json) once it has validated it.
 """
 
 import os
 import sys
 
-from absl import app, flags, logging
+from absl import flags, logging
 
-from gbair import SettingError, config
+from gbair import UsageError, cli, config
 
 flags.DEFINE_multi_string("gin_file", [], "Gin config files, parsed in order.")
 flags.DEFINE_multi_string("gin_bindings", [], "Gin bindings, applied after the files.")
@@ -32,26 +33,18 @@ def rewrite_gin_args(argv: list[str]) -> list[str]:
 
 
 def main(argv: list[str]) -> None:
+    del argv  # cli.run refuses positional arguments
     config.quiet_library_logs()
-    if len(argv) > 1:
-        raise app.UsageError(f"unexpected arguments: {argv[1:]}")
     if not FLAGS.gin_file:
-        raise app.UsageError("give at least one --gin_file (e.g. configs/runs/train.gin)")
-    try:
-        files = config.parse(FLAGS.gin_file, FLAGS.gin_bindings)
-    except FileNotFoundError as e:
-        raise app.UsageError(str(e)) from e
+        raise UsageError("give at least one --gin_file (e.g. configs/runs/train.gin)")
+    config.parse(FLAGS.gin_file, FLAGS.gin_bindings)
     os.makedirs(FLAGS.workdir, exist_ok=True)
-    config.record(FLAGS.workdir, files, FLAGS.gin_bindings)
     logging.info("gbair: workdir %s", os.path.abspath(FLAGS.workdir))
-    try:
-        config.execute(FLAGS.workdir)
-    except (SettingError, FileNotFoundError) as e:  # the user's paths or settings: one line, no traceback
-        sys.exit(f"gbair: error: {str(e).splitlines()[0]}")
+    config.execute(FLAGS.workdir)
 
 
 def run() -> None:
-    app.run(main, argv=rewrite_gin_args(sys.argv))
+    cli.run(main, rewrite_gin_args(sys.argv))
 
 
 if __name__ == "__main__":

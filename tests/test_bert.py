@@ -15,7 +15,7 @@ GOLDEN = pathlib.Path(__file__).parent / "golden" / "minilm_embeddings.json"
 
 @pytest.fixture(scope="module")
 def minilm():
-    config, params = bert.load_bert(assets.minilm_dir(), assets.verified_minilm_weights())
+    config, params = bert.load_bert(assets.verified_minilm_dir(), assets.minilm_dir() / "model.safetensors")
     return config, params
 
 
@@ -42,9 +42,9 @@ def test_embeddings_do_not_depend_on_padding_length(minilm):
 
 def test_weights_checksum_is_verified(tmp_path):
     copy = tmp_path / "model.safetensors"
-    copy.write_bytes(assets.verified_minilm_weights().read_bytes()[:-1] + b"\0")
-    with pytest.raises(ValueError, match="SHA-256 is .* expected " + assets.MINILM_SHA256):
-        assets.verify_sha256(copy, assets.MINILM_SHA256)
+    copy.write_bytes((assets.verified_minilm_dir() / "model.safetensors").read_bytes()[:-1] + b"\0")
+    with pytest.raises(ValueError, match="SHA-256 is .* expected " + assets.MINILM_FILES["model.safetensors"]):
+        assets.verify_sha256(copy, assets.MINILM_FILES["model.safetensors"])
 
 
 def test_missing_and_unexpected_tensors_are_named():

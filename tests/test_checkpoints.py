@@ -7,6 +7,7 @@ The legacy writer below is independent of gbair and flax: raw msgpack with ext-t
 import os
 import shutil
 
+import ml_dtypes
 import msgpack
 import numpy as np
 import orbax.checkpoint as ocp
@@ -42,25 +43,34 @@ def inline(array: np.ndarray) -> msgpack.ExtType:
     return msgpack.ExtType(1, msgpack.packb((array.shape, array.dtype.name, array.tobytes("C")), use_bin_type=True))
 
 
-def zarr(step_dir: str, name: str, array: np.ndarray) -> dict:
-    """Writes `array` as T5X does (gzip zarr, relative path = name with / -> .) and returns its spec."""
+def zarr(step_dir: str, name: str, array: np.ndarray, rechunk: bool = False) -> dict:
+    """Writes `array` as T5X does (gzip zarr, relative path = name with / -> .) and returns its spec.
+
+    rechunk: the array on disk has other chunks (and compressor) than the spec says, as after a copy
+    tool rewrote it."""
     spec = {"driver": "zarr", "dtype": array.dtype.name,
             "kvstore": {"driver": "file", "path": name.replace("/", ".")},
             "metadata": {"compressor": {"id": "gzip"}, "shape": list(array.shape),
                          "chunks": [max(1, n // 2) for n in array.shape]}}
-    absolute = {**spec, "kvstore": {"driver": "file", "path": os.path.join(step_dir, spec["kvstore"]["path"])}}
+    stored = {**spec, "metadata": {"compressor": {"id": "zlib"}, "shape": list(array.shape),
+                                   "chunks": [max(1, n // 4) for n in array.shape]}} if rechunk else spec
+    absolute = {**stored, "kvstore": {"driver": "file", "path": os.path.join(step_dir, spec["kvstore"]["path"])}}
     ts.open(absolute, create=True).result().write(array).result()
     return spec
 
 
-def write_legacy(step_dir: str, target: dict, dtype=np.float32) -> None:
-    """Kernels and embeddings in TensorStore, norms and position tables inline (as T5X decides by size)."""
+def write_legacy(step_dir: str, target: dict, dtype=np.float32, version: int = 3, rechunk: bool = False) -> None:
+    """Kernels and embeddings in TensorStore, norms and position tables inline (as T5X decides by size).
+
+    version <= 2 with bfloat16: TensorStore arrays hold the uint16 bit patterns, as T5X wrote them then."""
     os.makedirs(step_dir)
     leaves = {}
     for name, array in flat(target).items():
         array = np.asarray(array).astype(dtype)
         big = "kernel" in name or "embedding" in name and "rel_" not in name
-        leaves[name] = zarr(step_dir, "target/" + name, array) if big else inline(array)
+        if big and version <= 2 and array.dtype == ml_dtypes.bfloat16:
+            array = array.view(np.uint16)
+        leaves[name] = zarr(step_dir, "target/" + name, array, rechunk) if big else inline(array)
     tree: dict = {}
     for name, leaf in leaves.items():
         node = tree
@@ -70,7 +80,7 @@ def write_legacy(step_dir: str, target: dict, dtype=np.float32) -> None:
         node[last] = leaf
     state = {"step": inline(np.array(1100000, np.int32)),
              "param_states": {"decoder": {"decoder_norm": {"scale": {"v": inline(np.ones(16, np.float32))}}}}}
-    blob = msgpack.packb({"version": 3, "optimizer": {"target": tree, "state": state}}, use_bin_type=True)
+    blob = msgpack.packb({"version": version, "optimizer": {"target": tree, "state": state}}, use_bin_type=True)
     with open(os.path.join(step_dir, "checkpoint"), "wb") as f:
         f.write(blob)
 
@@ -92,12 +102,16 @@ def test_legacy_checkpoint_loads_exactly_after_being_moved(tmp_path, params):
     assert_same(checkpoints.load_t5_params(step_dir + "/checkpoint", CONFIG), params)
 
 
-def test_legacy_bfloat16_arrays_are_widened_to_float32(tmp_path, params):
-    import ml_dtypes
-
-    write_legacy(str(tmp_path / "checkpoint_1"), params, dtype=ml_dtypes.bfloat16)
+@pytest.mark.parametrize("version", [3, 2])  # version 2 stored bfloat16 as uint16 bit patterns
+def test_legacy_bfloat16_arrays_are_widened_to_float32(tmp_path, params, version):
+    write_legacy(str(tmp_path / "checkpoint_1"), params, dtype=ml_dtypes.bfloat16, version=version)
     rounded = jax.tree.map(lambda x: np.asarray(x).astype(ml_dtypes.bfloat16).astype(np.float32), params)
     assert_same(checkpoints.load_t5_params(str(tmp_path / "checkpoint_1"), CONFIG), rounded)
+
+
+def test_legacy_arrays_rewritten_with_other_chunks_still_load(tmp_path, params):
+    write_legacy(str(tmp_path / "checkpoint_1"), params, rechunk=True)
+    assert_same(checkpoints.load_t5_params(str(tmp_path / "checkpoint_1"), CONFIG), params)
 
 
 def test_orbax_checkpoint_loads_exactly_and_skips_optimizer_state(tmp_path, params):

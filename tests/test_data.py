@@ -373,3 +373,10 @@ def test_by_ids_follows_the_given_order_and_names_unknown_ids():
     assert ds.positions([ds.ids[3]]).tolist() == [3]
     with pytest.raises(KeyError, match="'nope'"):
         ds.positions(["nope"])
+
+
+def test_skipped_records_are_a_warning_naming_them(spam_fixture_dir, caplog):
+    _, report = spam_assassin.load_spam_assassin(spam_fixture_dir)
+    assert report.n_skipped  # the fixtures hold broken records on purpose
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert any(all(name in message for names in report.skipped.values() for name in names) for message in warnings)

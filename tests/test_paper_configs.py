@@ -13,7 +13,7 @@ import jax
 import pytest
 import sentencepiece
 
-from gbair import SettingError, config
+from gbair import UserError, config
 from gbair.data import safety
 from gbair.models import t5
 from tests.test_checkpoints import write_legacy
@@ -37,9 +37,9 @@ def run(experiment: str, workdir: pathlib.Path, bindings: list[str]) -> None:
 
 
 def test_paper_config_without_paths_names_the_missing_setting(tmp_path):
-    with pytest.raises(SettingError, match=r"--gin\.(CHECKPOINT|DATA_DIR)="):
+    with pytest.raises(UserError, match=r"--gin\.(CHECKPOINT|DATA_DIR)="):
         run("paper_bad.gin", tmp_path, [])
-    with pytest.raises(SettingError, match=r"--gin\.DATA_DIR="):
+    with pytest.raises(UserError, match=r"--gin\.DATA_DIR="):
         run("paper_bad.gin", tmp_path, [f"CHECKPOINT = '{tmp_path}/nowhere'"])
     with pytest.raises(FileNotFoundError, match=f"{tmp_path}/nowhere"):
         run("paper_bad.gin", tmp_path, [f"CHECKPOINT = '{tmp_path}/nowhere'", f"DATA_DIR = '{FIXTURES}'",

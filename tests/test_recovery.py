@@ -1,6 +1,7 @@
 """The G-BAIR loop end to end on a tiny random BERT: row bookkeeping, bounds, SIGKILL + resume."""
 
 import csv
+import dataclasses
 import json
 import pathlib
 import signal
@@ -118,6 +119,32 @@ def test_sigkill_and_rerun_gives_the_same_results(uninterrupted, tmp_path, tiny_
     assert without_wall_time(read_rows(tmp_path)) == without_wall_time(read_rows(reference))
 
 
+def test_sigkill_while_writing_reports_then_rerun_gives_the_same_results_and_reports(uninterrupted, tmp_path,
+                                                                                      tiny_bert_dir):
+    reference, _ = uninterrupted
+    command = sweep_command(tmp_path, tiny_bert_dir)
+    expected_rows = len(read_rows(reference))
+    process = subprocess.Popen(command, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 300
+    # Kill once every row is written: the sweep is then in its table / plot / HTML stage.
+    while time.time() < deadline and process.poll() is None:
+        try:
+            if len(read_rows(tmp_path)) == expected_rows:
+                break
+        except (FileNotFoundError, AssertionError):
+            pass
+        time.sleep(0.05)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    rerun = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=600)
+    assert rerun.returncode == 0, rerun.stderr[-4000:]
+    assert "training run" not in rerun.stderr and not list(tmp_path.rglob(".*.tmp"))
+    assert without_wall_time(read_rows(tmp_path)) == without_wall_time(read_rows(reference))
+    for name in ("table_test_f1.md", "recovered_test_f1.md", "detection_detection_auroc.md"):
+        assert (tmp_path / name).read_text() == (reference / name).read_text()
+    assert sorted(p.name for p in tmp_path.glob("report_*.html")) == sorted(p.name for p in reference.glob("report_*.html"))
+
+
 def test_relabel_keeps_the_training_set_size(tmp_path, tiny_bert_dir):
     result = subprocess.run(sweep_command(tmp_path, tiny_bert_dir, "--gin.RecoveryConfig.action='relabel'",
                                           "--gin.Experiment.strategy_names=['oracle']"),
@@ -192,3 +219,24 @@ def test_top_k_is_a_stable_full_sort_and_balanced_weights_equalise_classes():
     weights = strategies.query_weights(labels, balance_classes=True)
     assert weights[labels == 0].sum() == pytest.approx(weights[labels == 1].sum())
     np.testing.assert_array_equal(strategies.query_weights(labels, balance_classes=False), np.ones(4))
+
+
+def test_tracin_by_label_ranks_each_label_on_the_errors_it_can_cause():
+    rng = np.random.default_rng(0)
+    train_labels, query_labels = rng.integers(0, 3, 12), np.array([0, 0, 1, 2, 2])
+    influence = rng.normal(size=(12, 5))
+    train = type("Train", (), {"labels": train_labels, "__len__": lambda self: 12})()
+    context = strategies.SelectionContext(
+        model=None, train=train, checkpoints=(), prompt=None, corrupted=None, seed=0, fit=None,
+        misclassified=type("V", (), {"labels": query_labels})(), influence={"dot": influence}, balance_classes=True)
+    suspicion = strategies.tracin_by_label(context)
+    for label in range(3):  # naive: the balanced sum over V's other classes, ranked within the label
+        members = [i for i in range(12) if train_labels[i] == label]
+        harmed = [j for j in range(5) if query_labels[j] != label]
+        counts = {c: sum(query_labels[j] == c for j in harmed) for c in set(query_labels[harmed])}
+        naive = {i: -sum(influence[i, j] / counts[query_labels[j]] for j in harmed) for i in members}
+        order = sorted(members, key=lambda i: naive[i])
+        expected = [(order.index(i) + 1) / len(members) for i in members]
+        np.testing.assert_allclose(suspicion[members], expected)
+    context = dataclasses.replace(context, misclassified=type("V", (), {"labels": np.zeros(5, int)})())
+    assert (strategies.tracin_by_label(context)[train_labels == 0] == 0).all()  # no error label 0 can cause

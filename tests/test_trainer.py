@@ -2,11 +2,13 @@
 
 import dataclasses
 import math
+import shutil
 
 import jax
 import numpy as np
 import pytest
 
+from gbair import UserError
 from gbair.data.dataset import TextDataset
 from gbair.models.classifier import minilm_classifier
 from gbair.train import checkpoints, trainer
@@ -190,3 +192,39 @@ def test_selection_rules_and_ties():
     assert trainer.select_checkpoint(saved, "last").step == 3
     with pytest.raises(ValueError, match="steps \\[1, 2, 3\\] have no validation f1"):
         trainer.select_checkpoint(saved, "f1")
+
+
+def truncate_array_files(step_dir):
+    for path in (step_dir / "state").rglob("*"):
+        if path.is_file() and path.parent.name == "d":
+            path.write_bytes(path.read_bytes()[:7])
+
+
+DAMAGES = {  # what a crash or a full disk leaves in a step folder
+    "truncated arrays": truncate_array_files,
+    "garbage record": lambda step_dir: (step_dir / "record" / "metadata").write_text("{not json"),
+    "deleted state": lambda step_dir: shutil.rmtree(step_dir / "state"),
+}
+
+
+@pytest.mark.parametrize("damage", DAMAGES)
+def test_a_damaged_latest_checkpoint_falls_back_to_the_newest_readable_one(model, tmp_path, damage, caplog):
+    data = toy_dataset()
+    reference = trainer.train(model, data, CONFIG, tmp_path / "reference")
+    trainer.train(model, data, CONFIG, tmp_path / "run")
+    DAMAGES[damage](tmp_path / "run" / "10")
+    with pytest.raises(checkpoints.DamagedCheckpoint, match=r"run/10: damaged checkpoint .*delete"):
+        checkpoints.load_prompt_checkpoints(tmp_path / "run")
+    resumed = trainer.train(model, data, CONFIG, tmp_path / "run")  # redoes steps 9-10 from step 8
+    assert "resuming from step 8" in caplog.text
+    np.testing.assert_array_equal(resumed.prompt, reference.prompt)
+    assert [c.step for c in checkpoints.load_prompt_checkpoints(tmp_path / "run")] == [2, 4, 6, 8, 10]
+
+
+def test_no_readable_checkpoint_names_the_directory_to_delete(model, tmp_path):
+    data = toy_dataset()
+    config = dataclasses.replace(CONFIG, num_epochs=1, checkpoint_every=0)  # a single checkpoint, step 5
+    trainer.train(model, data, config, tmp_path)
+    DAMAGES["garbage record"](tmp_path / "5")
+    with pytest.raises(UserError, match=f"no readable checkpoint .*delete {tmp_path}"):
+        trainer.train(model, data, config, tmp_path)

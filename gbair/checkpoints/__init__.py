@@ -15,6 +15,7 @@ import numpy as np
 from absl import logging
 from safetensors.numpy import load_file
 
+from gbair import UserError
 from gbair.checkpoints import hf, t5x
 from gbair.models.t5 import T5Config, param_shapes
 
@@ -46,9 +47,9 @@ def detect_format(path: str) -> tuple[Format, str]:
         raise FileNotFoundError(f"checkpoint path {path} does not exist")
     steps = sorted((n for n in os.listdir(path) if re.fullmatch(r"checkpoint_\d+", n)), key=lambda n: int(n[11:]))
     if steps:
-        raise ValueError(f"checkpoint {path} is a T5X model dir: pass one of its step dirs, e.g. "
+        raise UserError(f"checkpoint {path} is a T5X model dir: pass one of its step dirs, e.g. "
                          f"{os.path.join(path, steps[-1])} (found {', '.join(steps)})")
-    raise ValueError(f"checkpoint {path}: not a T5X step dir (no {t5x.ORBAX_ITEM}/ or {t5x.LEGACY_FILE}) "
+    raise UserError(f"checkpoint {path}: not a T5X step dir (no {t5x.ORBAX_ITEM}/ or {t5x.LEGACY_FILE}) "
                      f"and no {HF_WEIGHTS}; expected e.g. .../checkpoint_1100000 or a safetensors file")
 
 
@@ -85,7 +86,7 @@ def check_params(params: Any, config: T5Config, source: str) -> None:
     problems = [f"{what} {items}" for what, items in
                 (("missing", missing), ("unexpected", unexpected), ("wrong shape", wrong)) if items]
     if problems:
-        raise ValueError(f"{source} does not fit T5 {_describe(config)}: " + "; ".join(problems))
+        raise UserError(f"{source} does not fit T5 {_describe(config)}: " + "; ".join(problems))
 
 
 def _describe(config: T5Config) -> str:

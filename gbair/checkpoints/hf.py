@@ -4,6 +4,7 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
+from gbair import UserError
 from gbair.models.t5 import T5Config, param_shapes
 
 
@@ -71,7 +72,7 @@ def params_from_hf(tensors: Mapping[str, np.ndarray], config: T5Config) -> dict:
     problems = [f"{what} {items}" for what, items in
                 (("missing", missing), ("unexpected", unexpected), ("wrong shape", wrong)) if items]
     if problems:
-        raise ValueError(f"T5 weights do not fit {config}: " + "; ".join(problems))
+        raise UserError(f"T5 weights do not fit {config}: " + "; ".join(problems))
     return params
 
 

@@ -2,7 +2,10 @@
 
 Legacy (`checkpoint_<step>/checkpoint`): a flax-msgpack dict `{version, optimizer: {target, state}}`.
 A leaf is an inline array (msgpack ext type 1) or a TensorStore zarr spec whose kvstore path is
-relative to the step dir (the param path with `/` -> `.`, gzip chunks). Checkpoints written to GCS
+relative to the step dir (the param path with `/` -> `.`, gzip chunks). As T5X does, the stored
+spec's chunking and compressor are dropped before opening (the array's own .zarray says them), so
+arrays rewritten with other chunks still open. Format version 2 and older (before mid-2021) stored
+bfloat16 arrays as uint16 bit patterns; those are reinterpreted as bfloat16. Checkpoints written to GCS
 carry a dummy bucket; the real one comes from the path the user gives, and `gs://` paths are handed
 to TensorStore's gcs driver as they are. Orbax (`checkpoint_<step>/state/`): a PyTree checkpoint of
 `{target, state}`. Only `target` (the model params) is read; optimizer slots are skipped.
@@ -13,10 +16,13 @@ import re
 from typing import Any, Mapping
 
 import jax
+import ml_dtypes
 import numpy as np
 import orbax.checkpoint as ocp
 import tensorstore as ts
 from flax import serialization
+
+from gbair import UserError
 
 LEGACY_FILE = "checkpoint"
 ORBAX_ITEM = "state"
@@ -30,18 +36,20 @@ def _is_spec(leaf: Any) -> bool:
 def absolute_spec(spec: Mapping[str, Any], step_dir: str) -> dict:
     """A legacy leaf's TensorStore spec with its relative path resolved against `step_dir` (local or gs://)."""
     spec = dict(spec)
+    if isinstance(spec.get("metadata"), Mapping):
+        spec["metadata"] = {k: v for k, v in spec["metadata"].items() if k not in ("chunks", "compressor")}
     kvstore = dict(spec.pop("kvstore"))
     relative = kvstore.get("path") or spec.pop("path", None)  # tensorstore < 0.1.14 kept it at the top
     spec.pop("path", None)
     if not relative:
-        raise ValueError(f"{step_dir}: TensorStore spec without a path: {spec}")
+        raise UserError(f"{step_dir}: TensorStore spec without a path: {spec}")
     gcs = _GCS.fullmatch(step_dir)
     if gcs:
         kvstore = {"driver": "gcs", "bucket": gcs.group(1), "path": f"{gcs.group(2).rstrip('/')}/{relative}".lstrip("/")}
     elif kvstore.get("driver") in ("file", "gfile", "gcs"):
         kvstore = {"driver": "file", "path": os.path.join(step_dir, relative)}
     else:
-        raise ValueError(f"{step_dir}: unsupported TensorStore kvstore driver {kvstore.get('driver')!r} "
+        raise UserError(f"{step_dir}: unsupported TensorStore kvstore driver {kvstore.get('driver')!r} "
                          f"(expected file, gfile or gcs)")
     return {**spec, "kvstore": kvstore}
 
@@ -62,11 +70,11 @@ def read_legacy(step_dir: str) -> dict:
     """The `target` params of a legacy T5X checkpoint dir, as a nested dict of numpy arrays (stored dtype)."""
     contents = serialization.msgpack_restore(_read_bytes(os.path.join(step_dir, LEGACY_FILE)))
     if not isinstance(contents, Mapping):
-        raise ValueError(f"{step_dir}/{LEGACY_FILE}: expected a msgpack dict, got {type(contents).__name__}")
+        raise UserError(f"{step_dir}/{LEGACY_FILE}: expected a msgpack dict, got {type(contents).__name__}")
     version = contents.get("version", 0)
     optimizer = contents.get("optimizer") if version else contents
     if not isinstance(optimizer, Mapping) or "target" not in optimizer:
-        raise ValueError(f"{step_dir}/{LEGACY_FILE}: no optimizer/target params (version {version}, "
+        raise UserError(f"{step_dir}/{LEGACY_FILE}: no optimizer/target params (version {version}, "
                          f"keys {sorted(contents)})")
 
     # All TensorStore opens, then all reads, are issued before waiting on any: concurrent I/O.
@@ -74,7 +82,10 @@ def read_legacy(step_dir: str) -> dict:
                         if _is_spec(leaf) else np.asarray(leaf), dict(optimizer["target"]), is_leaf=_is_spec)
     is_future = lambda x: isinstance(x, ts.Future)  # noqa: E731
     tree = jax.tree.map(lambda x: x.result().read() if is_future(x) else x, tree, is_leaf=is_future)
-    return jax.tree.map(lambda x: x.result() if is_future(x) else x, tree, is_leaf=is_future)
+    tree = jax.tree.map(lambda x: x.result() if is_future(x) else x, tree, is_leaf=is_future)
+    if version <= 2:  # bfloat16 was written as its uint16 bit pattern; no T5 parameter is an integer
+        tree = jax.tree.map(lambda x: x.view(ml_dtypes.bfloat16) if x.dtype == np.uint16 else x, tree)
+    return tree
 
 
 def read_orbax(step_dir: str) -> dict:
@@ -84,7 +95,7 @@ def read_orbax(step_dir: str) -> dict:
     tree = checkpointer.metadata(item).item_metadata.tree
     wrapped = "optimizer" in tree  # some writers keep the legacy `optimizer` level
     if "target" not in (tree["optimizer"] if wrapped else tree):
-        raise ValueError(f"{item}: no `target` params in the Orbax tree (keys {sorted(tree)})")
+        raise UserError(f"{item}: no `target` params in the Orbax tree (keys {sorted(tree)})")
     wanted = {"target": (tree["optimizer"] if wrapped else tree)["target"]}
     wanted = {"optimizer": wanted} if wrapped else wanted
     as_numpy = jax.tree.map(lambda _: ocp.RestoreArgs(restore_type=np.ndarray), wanted)

@@ -2,6 +2,7 @@
 
 import numpy as np
 
+from gbair import UserError
 from gbair.data.dataset import TextDataset
 
 
@@ -14,10 +15,10 @@ def corrupt_labels(dataset: TextDataset, rate: float, *, seed: int,
     noise does not also shift the class balance by chance.
     """
     if not 0.0 <= rate <= 1.0:
-        raise ValueError(f"corrupt_labels: rate={rate!r}, expected a fraction in [0, 1]")
+        raise UserError(f"corrupt_labels: rate={rate!r}, expected a fraction in [0, 1]")
     num_classes = len(dataset.class_names)
     if num_classes < 2:
-        raise ValueError(f"corrupt_labels: need at least 2 classes, dataset has {dataset.class_names}")
+        raise UserError(f"corrupt_labels: need at least 2 classes, dataset has {dataset.class_names}")
     n = len(dataset)
     n_flip = int(np.floor(rate * n + 0.5))
     rng = np.random.default_rng(seed)

@@ -12,6 +12,8 @@ from collections.abc import Iterable, Mapping, Sequence
 
 import numpy as np
 
+from gbair import UserError
+
 
 def _as_str_tuple(field: str, values: Iterable[str]) -> tuple[str, ...]:
     out = tuple(values)
@@ -27,7 +29,7 @@ def _as_index_array(name: str, values: Sequence[int] | np.ndarray) -> np.ndarray
     if arr.size == 0:
         return np.zeros(0, dtype=np.int64)
     if arr.ndim != 1:
-        raise ValueError(f"{name}: expected a 1-D array, got shape {arr.shape}")
+        raise UserError(f"{name}: expected a 1-D array, got shape {arr.shape}")
     if arr.dtype.kind not in "iu":
         raise TypeError(f"{name}: expected integers, got dtype {arr.dtype}")
     return arr.astype(np.int64, copy=False)
@@ -58,17 +60,17 @@ class TextDataset:
         lengths = {"texts": len(texts), "labels": len(labels), "groups": len(groups)}
         for field, length in lengths.items():
             if length != n:
-                raise ValueError(f"TextDataset.{field}: expected {n} entries (one per id), got {length}")
+                raise UserError(f"TextDataset.{field}: expected {n} entries (one per id), got {length}")
         if len(set(ids)) != n:
             dup = next(i for i, k in collections.Counter(ids).items() if k > 1)
-            raise ValueError(f"TextDataset.ids: expected unique ids, {dup!r} appears more than once")
+            raise UserError(f"TextDataset.ids: expected unique ids, {dup!r} appears more than once")
         if not class_names:
-            raise ValueError("TextDataset.class_names: expected at least one class name, got ()")
+            raise UserError("TextDataset.class_names: expected at least one class name, got ()")
         if len(set(class_names)) != len(class_names):
-            raise ValueError(f"TextDataset.class_names: expected unique names, got {class_names}")
+            raise UserError(f"TextDataset.class_names: expected unique names, got {class_names}")
         if n and (labels.min() < 0 or labels.max() >= len(class_names)):
             bad = int(labels[(labels < 0) | (labels >= len(class_names))][0])
-            raise ValueError(
+            raise UserError(
                 f"TextDataset.labels: expected values in [0, {len(class_names)}) "
                 f"for class_names {class_names}, got {bad}"
             )
@@ -114,7 +116,7 @@ class TextDataset:
             bad = int(idx[(idx < 0) | (idx >= n)][0])
             raise IndexError(f"TextDataset.subset: expected indices in [0, {n}), got {bad}")
         if len(np.unique(idx)) != len(idx):
-            raise ValueError("TextDataset.subset: expected unique indices, got repeats")
+            raise UserError("TextDataset.subset: expected unique indices, got repeats")
         return TextDataset(
             ids=tuple(self.ids[i] for i in idx),
             texts=tuple(self.texts[i] for i in idx),
@@ -139,7 +141,7 @@ class TextDataset:
         """Same examples relabelled (e.g. noisy or predicted labels); validated like the original."""
         arr = _as_index_array("TextDataset.with_labels labels", labels)
         if arr.shape != (len(self),):
-            raise ValueError(f"TextDataset.with_labels: expected {len(self)} labels, got shape {arr.shape}")
+            raise UserError(f"TextDataset.with_labels: expected {len(self)} labels, got shape {arr.shape}")
         return dataclasses.replace(self, labels=arr)
 
 
@@ -222,10 +224,10 @@ def stratified_split(
         if isinstance(size, bool) or not isinstance(size, (int, np.integer)):
             raise TypeError(f"stratified_split: sizes[{name!r}] must be an int, got {size!r}")
         if size < 0:
-            raise ValueError(f"stratified_split: sizes[{name!r}] must be >= 0, got {size}")
+            raise UserError(f"stratified_split: sizes[{name!r}] must be >= 0, got {size}")
     counts = [int(c) for c in counts]
     if sum(counts) > len(dataset):
-        raise ValueError(
+        raise UserError(
             f"stratified_split: sizes {dict(zip(names, counts))} sum to {sum(counts)}, "
             f"more than the {len(dataset)} examples in the dataset"
         )

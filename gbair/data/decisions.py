@@ -9,6 +9,7 @@ import os
 
 import numpy as np
 
+from gbair import UserError
 from gbair.data.dataset import TextDataset
 
 ACTIONS = ("relabel", "remove", "keep")
@@ -20,26 +21,26 @@ def apply_decisions(dataset: TextDataset, path: os.PathLike) -> TextDataset:
         with open(path, encoding="utf-8") as f:
             raw = json.load(f)
     except (OSError, ValueError) as e:
-        raise ValueError(f"{path}: cannot read decisions JSON ({e})") from e
+        raise UserError(f"{path}: cannot read decisions JSON ({e})") from e
     if not isinstance(raw, dict) or not isinstance(raw.get("decisions"), list):
-        raise ValueError(f'{path}: expected an object {{"decisions": [...]}}')
+        raise UserError(f'{path}: expected an object {{"decisions": [...]}}')
     position = {example_id: i for i, example_id in enumerate(dataset.ids)}
     labels, remove, seen = dataset.labels.copy(), set(), set()
     for n, entry in enumerate(raw["decisions"]):
         where = f"{path}: decisions[{n}]"
         if not isinstance(entry, dict):
-            raise ValueError(f"{where}: expected an object, got {entry!r}")
+            raise UserError(f"{where}: expected an object, got {entry!r}")
         example_id, action = entry.get("id"), entry.get("action")
         if example_id not in position:
-            raise ValueError(f"{where}: id {example_id!r} is not in the training set")
+            raise UserError(f"{where}: id {example_id!r} is not in the training set")
         if example_id in seen:
-            raise ValueError(f"{where}: id {example_id!r} has a second decision")
+            raise UserError(f"{where}: id {example_id!r} has a second decision")
         seen.add(example_id)
         if action not in ACTIONS:
-            raise ValueError(f"{where}: action {action!r}, expected one of {list(ACTIONS)}")
+            raise UserError(f"{where}: action {action!r}, expected one of {list(ACTIONS)}")
         if action == "relabel":
             if entry.get("label") not in dataset.class_names:
-                raise ValueError(f"{where}: label {entry.get('label')!r}, expected one of {list(dataset.class_names)}")
+                raise UserError(f"{where}: label {entry.get('label')!r}, expected one of {list(dataset.class_names)}")
             labels[position[example_id]] = dataset.class_names.index(entry["label"])
         elif action == "remove":
             remove.add(position[example_id])

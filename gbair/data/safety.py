@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from gbair import UserError
 from gbair.data.dataset import TextDataset, stratified_split
 
 SPLITS: tuple[str, ...] = ("train", "validation", "test")
@@ -51,12 +52,12 @@ def load_parlai_single_turn(
     ``standard/train/1/good[17]``, and groups are ``<kind>/round<r>``.
     """
     if kind not in PARLAI_KINDS:
-        raise ValueError(f"load_parlai_single_turn: kind must be one of {PARLAI_KINDS}, got {kind!r}")
+        raise UserError(f"load_parlai_single_turn: kind must be one of {PARLAI_KINDS}, got {kind!r}")
     if isinstance(rounds, (str, bytes)):
-        raise TypeError(f"load_parlai_single_turn: rounds must be a sequence like ('1', '2'), got {rounds!r}")
+        raise UserError(f"load_parlai_single_turn: rounds must be a sequence like ('1', '2'), got {rounds!r}")
     rounds = tuple(str(r) for r in rounds)
     if not rounds or len(set(rounds)) != len(rounds) or not set(rounds) <= set(PARLAI_ROUNDS):
-        raise ValueError(f"load_parlai_single_turn: rounds must be distinct values from {PARLAI_ROUNDS}, got {rounds}")
+        raise UserError(f"load_parlai_single_turn: rounds must be distinct values from {PARLAI_ROUNDS}, got {rounds}")
 
     file = Path(path)
     if file.is_dir():
@@ -69,7 +70,7 @@ def load_parlai_single_turn(
     try:
         data = json.loads(file.read_bytes())
     except ValueError as e:
-        raise ValueError(f"{file}: not readable JSON ({e}), expected ParlAI's {PARLAI_SAFETY_FILE}") from None
+        raise UserError(f"{file}: not readable JSON ({e}), expected ParlAI's {PARLAI_SAFETY_FILE}") from None
 
     out = {}
     for parlai_split, split in _PARLAI_SPLITS.items():
@@ -79,7 +80,7 @@ def load_parlai_single_turn(
                 where = f"{kind}/{parlai_split}/{r}/{bucket}"
                 records = _lookup(data, (kind, parlai_split, r, bucket), file)
                 if not isinstance(records, list):
-                    raise ValueError(f"{file}: {where}: expected a list of records, got {type(records).__name__}")
+                    raise UserError(f"{file}: {where}: expected a list of records, got {type(records).__name__}")
                 for i, record in enumerate(records):
                     text, label = _parlai_record(record, expected, f"{file}: {where}[{i}]")
                     ids.append(f"{where}[{i}]")
@@ -97,7 +98,7 @@ def _lookup(data: Any, keys: tuple[str, ...], file: Path) -> Any:
     for depth, key in enumerate(keys):
         if not isinstance(node, dict) or key not in node:
             where = "/".join(keys[:depth]) or "top level"
-            raise ValueError(
+            raise UserError(
                 f"{file}: {where}: missing key {key!r}, expected ParlAI's layout "
                 "[standard|adversarial][train|valid|test][1|2|3][good|bad]"
             )
@@ -108,12 +109,12 @@ def _lookup(data: Any, keys: tuple[str, ...], file: Path) -> Any:
 def _parlai_record(record: Any, expected: str, where: str) -> tuple[str, str]:
     """(text, label) of one JSON record, checked against the good/bad bucket it sits in."""
     if not isinstance(record, dict) or not isinstance(record.get("text"), str):
-        raise ValueError(f"{where}: expected {{'text': str, 'labels': [...]}}, got {record!r:.80}")
+        raise UserError(f"{where}: expected {{'text': str, 'labels': [...]}}, got {record!r:.80}")
     labels = record.get("labels")
     if not (isinstance(labels, list) and labels and isinstance(labels[0], str)):
-        raise ValueError(f"{where}: expected 'labels' to be ['__ok__'] or ['__notok__'], got {labels!r:.80}")
+        raise UserError(f"{where}: expected 'labels' to be ['__ok__'] or ['__notok__'], got {labels!r:.80}")
     if labels[0] != expected:
-        raise ValueError(f"{where}: label {labels[0]!r} disagrees with its bucket, expected {expected!r}")
+        raise UserError(f"{where}: label {labels[0]!r} disagrees with its bucket, expected {expected!r}")
     return record["text"], labels[0]
 
 
@@ -138,7 +139,7 @@ def parse_parlai_line(line: str) -> dict[str, str]:
             continue
         key, sep, value = field.partition(":")
         if not sep:
-            raise ValueError(f"field {field[:40]!r} has no ':', expected key:value")
+            raise UserError(f"field {field[:40]!r} has no ':', expected key:value")
         fields[key] = _unescape(value)
     return fields
 
@@ -155,7 +156,7 @@ def load_bad(data_dir: str | os.PathLike[str], last_n_turns: int | None = 4) -> 
     if last_n_turns is not None and (
         isinstance(last_n_turns, bool) or not isinstance(last_n_turns, int) or last_n_turns < 1
     ):
-        raise ValueError(f"load_bad: last_n_turns must be a positive int or None, got {last_n_turns!r}")
+        raise UserError(f"load_bad: last_n_turns must be a positive int or None, got {last_n_turns!r}")
     folder = Path(data_dir) / BAD_DIR
     return {split: _read_bad_file(folder / f"{name}.txt", split, last_n_turns) for name, split in _BAD_SPLITS.items()}
 
@@ -167,20 +168,25 @@ def _read_bad_file(path: Path, split: str, last_n_turns: int | None) -> TextData
             "(ParlAI's data/bot_adversarial_dialogue/dialogue_datasets)"
         )
     ids, texts, labels, groups = [], [], [], []
-    # newline="\n": a stray carriage return inside a text must not split the line (ParlAI reads the same way).
-    with open(path, encoding="utf-8", newline="\n") as f:
-        for line_number, line in enumerate(f, 1):
+    # Lines split on "\n" only: a stray carriage return inside a text must not split the line (ParlAI
+    # reads the same way). Decoded line by line so that bad UTF-8 is reported with its file:line.
+    with open(path, "rb") as f:
+        for line_number, raw in enumerate(f, 1):
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError as e:
+                raise UserError(f"{path}:{line_number}: not UTF-8 ({e.reason} at byte {e.start} of the line)") from None
             if not line.strip():
                 continue
             try:
                 fields = parse_parlai_line(line)
                 for key in ("text", "labels"):
                     if key not in fields:
-                        raise ValueError(f"no {key!r} field, expected text:... and labels:__ok__ or __notok__")
+                        raise UserError(f"no {key!r} field, expected text:... and labels:__ok__ or __notok__")
                 if fields["labels"] not in PARLAI_LABELS:
-                    raise ValueError(f"unknown label {fields['labels']!r}, expected __ok__ or __notok__")
+                    raise UserError(f"unknown label {fields['labels']!r}, expected __ok__ or __notok__")
             except ValueError as e:
-                raise ValueError(f"{path}:{line_number}: {e}") from None
+                raise UserError(f"{path}:{line_number}: {e}") from None
             turns = fields["text"].split("\n")
             if last_n_turns is not None:
                 turns = turns[-last_n_turns:]
@@ -217,16 +223,16 @@ def tfds_toxicity_examples(
             try:
                 text = text.decode("utf-8")
             except UnicodeDecodeError as e:
-                raise ValueError(f"{where}: text is not UTF-8 ({e})") from None
+                raise UserError(f"{where}: text is not UTF-8 ({e})") from None
         if not isinstance(text, str):
-            raise ValueError(f"{where}: expected 'text' as bytes or str, got {type(text).__name__}")
+            raise UserError(f"{where}: expected 'text' as bytes or str, got {type(text).__name__}")
         try:
             toxicity = float(example["toxicity"])
         except (KeyError, TypeError, ValueError):
             got = example.get("toxicity")
-            raise ValueError(f"{where}: expected a float 'toxicity' in [0, 1], got {got!r}") from None
+            raise UserError(f"{where}: expected a float 'toxicity' in [0, 1], got {got!r}") from None
         if not (math.isfinite(toxicity) and 0.0 <= toxicity <= 1.0):
-            raise ValueError(f"{where}: expected 'toxicity' in [0, 1], got {toxicity}")
+            raise UserError(f"{where}: expected 'toxicity' in [0, 1], got {toxicity}")
         raw_id = example.get("id")
         if isinstance(raw_id, bytes):
             raw_id = raw_id.decode("utf-8", errors="replace")
@@ -280,7 +286,7 @@ def load_tfds_toxicity(
     available = set(builder.info.splits)
     wanted = [s for s in SPLITS if s in available]
     if "train" not in available or "test" not in available:
-        raise ValueError(f"TFDS dataset {name!r}: expected train and test splits, found {sorted(available)}")
+        raise UserError(f"TFDS dataset {name!r}: expected train and test splits, found {sorted(available)}")
     group = name.split("/")[0]
     out = {}
     for split in wanted:
@@ -302,7 +308,7 @@ def _in_order(dataset: TextDataset, part: TextDataset) -> TextDataset:
 def split_off(dataset: TextDataset, fraction: float, *, seed: int) -> tuple[TextDataset, TextDataset]:
     """(rest, held out): a stratified ``fraction`` held out by ``seed``, both kept in file order."""
     if not 0.0 < fraction < 1.0:
-        raise ValueError(f"split_off: fraction must be in (0, 1), got {fraction!r}")
+        raise UserError(f"split_off: fraction must be in (0, 1), got {fraction!r}")
     n_held = round(len(dataset) * fraction)
     parts = stratified_split(dataset, {"rest": len(dataset) - n_held, "held": n_held}, seed=seed)
     return _in_order(dataset, parts["rest"]), _in_order(dataset, parts["held"])
@@ -311,7 +317,7 @@ def split_off(dataset: TextDataset, fraction: float, *, seed: int) -> tuple[Text
 def stratified_subset(dataset: TextDataset, n: int | None, *, seed: int) -> TextDataset:
     """At most ``n`` examples with the class mix of ``dataset``, chosen by ``seed``, in file order."""
     if n is not None and (isinstance(n, bool) or not isinstance(n, int) or n < 0):
-        raise ValueError(f"stratified_subset: n must be a non-negative int or None, got {n!r}")
+        raise UserError(f"stratified_subset: n must be a non-negative int or None, got {n!r}")
     if n is None or n >= len(dataset):
         return dataset
     return _in_order(dataset, stratified_split(dataset, {"subset": n}, seed=seed)["subset"])

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 import gin
 import numpy as np
 
-from gbair import SettingError
+from gbair import UserError
 from gbair.data import safety
 from gbair.data.dataset import TextDataset
 
@@ -49,11 +49,11 @@ def register_safety_task(name: str, loader: Callable[[], Mapping[str, TextDatase
     tf = safety.import_tensorflow()
     splits = dict(loader())
     if not splits:
-        raise ValueError(f"register_safety_task({name!r}): the loader returned no splits, expected {safety.SPLITS}")
+        raise UserError(f"register_safety_task({name!r}): the loader returned no splits, expected {safety.SPLITS}")
     class_names = next(iter(splits.values())).class_names
     for split, ds in splits.items():
         if ds.class_names != class_names:
-            raise ValueError(
+            raise UserError(
                 f"register_safety_task({name!r}): split {split!r} has class_names {ds.class_names}, "
                 f"expected {class_names} like the other splits"
             )
@@ -92,7 +92,7 @@ def register_safety_task(name: str, loader: Callable[[], Mapping[str, TextDatase
 
 def _require(data_dir: str | None, provider: str, expected: str) -> str:
     if not data_dir:
-        raise SettingError(f"{provider}: no data dir: pass --gin.DATA_DIR=\"'/path'\" ({expected})")
+        raise UserError(f"{provider}: no data dir: pass --gin.DATA_DIR=\"'/path'\" ({expected})")
     return data_dir
 
 
@@ -120,7 +120,7 @@ def seqio_splits(
     task = seqio.TaskRegistry.get(task_name)
     names = tuple(class_names) if class_names is not None else _CLASS_NAMES.get(task_name)
     if names is None:
-        raise ValueError(
+        raise UserError(
             f"seqio_splits: class names of task {task_name!r} are unknown; "
             "register it with register_safety_task or pass class_names"
         )
@@ -131,7 +131,7 @@ def seqio_splits(
         for batch in ds.batch(_BATCH).as_numpy_iterator():
             for key, values in columns.items():
                 if key not in batch:
-                    raise ValueError(f"seqio_splits: task {task_name!r} split {split!r} has no {key!r} feature")
+                    raise UserError(f"seqio_splits: task {task_name!r} split {split!r} has no {key!r} feature")
                 values.append(batch[key])
         labels = np.concatenate(columns["label"]).astype(np.int64) if columns["label"] else np.zeros(0, np.int64)
         dataset = TextDataset(
@@ -144,7 +144,7 @@ def seqio_splits(
         targets = _decode(columns["targets"])
         bad = next((i for i, t in enumerate(targets) if t != names[dataset.labels[i]]), None)
         if bad is not None:
-            raise ValueError(
+            raise UserError(
                 f"seqio_splits: task {task_name!r} split {split!r} example {dataset.ids[bad]!r} has targets "
                 f"{targets[bad]!r}, expected {names[dataset.labels[bad]]!r} (class name of label {dataset.labels[bad]})"
             )

@@ -27,6 +27,7 @@ from pathlib import Path
 
 from absl import logging
 
+from gbair import UserError
 from gbair.data.dataset import TextDataset
 
 GROUPS: tuple[str, ...] = ("easy-ham-1", "easy-ham-2", "hard-ham-1", "spam-1", "spam-2")
@@ -258,15 +259,15 @@ def load_spam_assassin(
     no text, are skipped and listed in the returned report.
     """
     if isinstance(max_chars, bool) or not isinstance(max_chars, int) or max_chars < 1:
-        raise ValueError(f"load_spam_assassin: max_chars must be a positive int, got {max_chars!r}")
+        raise UserError(f"load_spam_assassin: max_chars must be a positive int, got {max_chars!r}")
     if isinstance(groups, str):
-        raise TypeError(f"load_spam_assassin: groups must be a sequence of group names, got the string {groups!r}")
+        raise UserError(f"load_spam_assassin: groups must be a sequence of group names, got the string {groups!r}")
     groups = tuple(groups)
     for g in groups:
         if not isinstance(g, str) or not g or "/" in g or "\\" in g or g in (".", ".."):
-            raise ValueError(f"load_spam_assassin: groups must be folder names like {GROUPS[0]!r}, got {g!r}")
+            raise UserError(f"load_spam_assassin: groups must be folder names like {GROUPS[0]!r}, got {g!r}")
     if not groups or len(set(groups)) != len(groups):
-        raise ValueError(f"load_spam_assassin: groups must be non-empty and unique, got {groups}")
+        raise UserError(f"load_spam_assassin: groups must be non-empty and unique, got {groups}")
 
     root = Path(data_dir)
     if not root.is_dir():
@@ -333,4 +334,7 @@ def load_spam_assassin(
         skipped={reason: tuple(names) for reason, names in skipped.items()},
     )
     logging.info(report.summary())
+    if report.n_skipped:  # the splits are drawn from what loaded: say exactly what did not
+        logging.warning("SpamAssassin: skipped %d records: %s", report.n_skipped,
+                        "; ".join(f"{reason}: {', '.join(names)}" for reason, names in report.skipped.items() if names))
     return dataset, report

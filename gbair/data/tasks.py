@@ -23,6 +23,6 @@ def spam_assassin_splits(
     data_dir defaults to the corpus installed by `python -m gbair.assets`.
     """
     dataset, _ = spam_assassin.load_spam_assassin(
-        data_dir or assets.spam_assassin_dir(), groups=groups, max_chars=max_chars
+        data_dir or assets.verified_spam_assassin_dir(), groups=groups, max_chars=max_chars
     )
     return stratified_split(dataset, dict(sizes), seed=seed)

@@ -13,7 +13,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from gbair import SettingError, assets, checkpoints
+from gbair import UserError, assets, checkpoints
 from gbair.models import bert, heads, prompts, t5
 from gbair.models.prompts import Batch, Params, PromptModel
 
@@ -44,13 +44,14 @@ def minilm_classifier(
       dtype: compute dtype of the encoder (`float32` or `bfloat16`); scores stay float32.
     """
     if model_dir is None:
-        model_dir, weights = assets.minilm_dir(), assets.verified_minilm_weights()
+        model_dir = assets.verified_minilm_dir()
+        weights = model_dir / "model.safetensors"
     else:
         weights = None
     config, backbone = bert.load_bert(model_dir, weights)
     tokenizer = bert.Tokenizer(os.path.join(model_dir, "tokenizer.json"), max_length)
     if prompt_length + max_length > config.max_positions:
-        raise ValueError(f"prompt_length + max_length = {prompt_length + max_length} > {config.max_positions}")
+        raise UserError(f"prompt_length + max_length = {prompt_length + max_length} > {config.max_positions}")
     encoder = bert.BertEncoder(config, jnp.dtype(dtype))
 
     descriptions = tokenizer(list(class_descriptions))
@@ -143,10 +144,10 @@ def t5_1_1_classifier(
       attention_implementation: None (einsum, float32 softmax), "xla" or "cudnn" (GPU, bfloat16).
     """
     if not checkpoint:
-        raise SettingError("no T5 checkpoint: pass --gin.CHECKPOINT=\"'/path/to/checkpoint_1100000'\" "
+        raise UserError("no T5 checkpoint: pass --gin.CHECKPOINT=\"'/path/to/checkpoint_1100000'\" "
                            "(a T5X step dir, local or gs://, or a Hugging Face safetensors file or dir)")
     if isinstance(size, str) and size not in t5.SIZES:
-        raise ValueError(f"t5_1_1_classifier.size={size!r}, expected one of {sorted(t5.SIZES)} or a T5Config")
+        raise UserError(f"t5_1_1_classifier.size={size!r}, expected one of {sorted(t5.SIZES)} or a T5Config")
     t5_config = dataclasses.replace(t5.SIZES[size] if isinstance(size, str) else size, dtype=dtype,
                                     attention_implementation=attention_implementation)
     tokenize = sentencepiece_tokenizer(vocabulary or default_vocabulary(checkpoint))

@@ -17,6 +17,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.sharding import Mesh, PartitionSpec
 
+from gbair import UserError
 from gbair.models import prompts
 from gbair.models.prompts import PromptModel
 
@@ -44,9 +45,9 @@ class T5Config:
 
     def __post_init__(self):
         if self.dtype not in ("float32", "bfloat16"):
-            raise ValueError(f"T5Config.dtype={self.dtype!r}, expected 'float32' or 'bfloat16'")
+            raise UserError(f"T5Config.dtype={self.dtype!r}, expected 'float32' or 'bfloat16'")
         if self.attention_implementation not in (None, "xla", "cudnn"):
-            raise ValueError(f"T5Config.attention_implementation={self.attention_implementation!r}, "
+            raise UserError(f"T5Config.attention_implementation={self.attention_implementation!r}, "
                              f"expected None, 'xla' or 'cudnn'")
 
     @property
@@ -57,7 +58,7 @@ class T5Config:
     def from_hf(cls, raw: Mapping[str, Any], dtype: str = "float32") -> "T5Config":
         """From a Hugging Face T5 `config.json` dict; only T5 1.1 (gated-gelu) is supported."""
         if raw.get("feed_forward_proj") != "gated-gelu":
-            raise ValueError(f"T5 config: feed_forward_proj={raw.get('feed_forward_proj')!r}, expected "
+            raise UserError(f"T5 config: feed_forward_proj={raw.get('feed_forward_proj')!r}, expected "
                              f"'gated-gelu' (T5 1.1)")
         return cls(vocab_size=raw["vocab_size"], d_model=raw["d_model"], num_heads=raw["num_heads"],
                    head_dim=raw["d_kv"], d_ff=raw["d_ff"], num_encoder_layers=raw["num_layers"],
@@ -114,7 +115,7 @@ def partition_specs(config: T5Config, model_parallel: int) -> dict:
     for name, size in (("num_heads*head_dim", config.num_heads * config.head_dim), ("d_ff", config.d_ff),
                        ("vocab_size", config.vocab_size)):
         if size % model_parallel:
-            raise ValueError(f"T5 {name}={size} is not divisible by model_parallel={model_parallel}")
+            raise UserError(f"T5 {name}={size} is not divisible by model_parallel={model_parallel}")
     split_out, split_in = PartitionSpec(None, prompts.MODEL), PartitionSpec(prompts.MODEL, None)
 
     def spec(path, shape):
@@ -280,7 +281,7 @@ def encode_targets(tokenize: Callable[[list[str]], list[list[int]]], verbalizers
     length = target_length or max(map(len, ids))
     too_long = [v for v, t in zip(verbalizers, ids) if len(t) > length]
     if too_long:
-        raise ValueError(f"verbalizers {too_long} need more than target_length={length} tokens (EOS included)")
+        raise UserError(f"verbalizers {too_long} need more than target_length={length} tokens (EOS included)")
     targets, mask = np.zeros((len(ids), length), np.int32), np.zeros((len(ids), length), np.float32)
     for c, t in enumerate(ids):
         targets[c, :len(t)], mask[c, :len(t)] = t, 1.0
@@ -323,7 +324,7 @@ def t5_classifier(
     decoder_inputs = np.asarray(shift_right(targets))
     names = tuple(class_names or verbalizers)
     if len(names) != len(verbalizers):
-        raise ValueError(f"{len(names)} class_names for {len(verbalizers)} verbalizers")
+        raise UserError(f"{len(names)} class_names for {len(verbalizers)} verbalizers")
 
     def featurize(texts: Sequence[str]) -> dict[str, np.ndarray]:
         ids, mask = np.zeros((len(texts), max_length), np.int32), np.zeros((len(texts), max_length), np.int32)

@@ -11,7 +11,10 @@ On disk, WORKDIR/cells/<dataset>/rate=<r>/seed=<s>/ holds one folder per trainin
 (resumable Orbax checkpoints) and a small JSON per finished iteration (the clean bound, the same at
 every rate, is trained once in WORKDIR/cells/<dataset>/clean/seed=<s>/); a strategy's rows are
 written (atomically) to done.json when it finishes, and results.csv is rebuilt from those. So a
-rerun skips finished work, resumes the rest, and never duplicates or loses a row.
+rerun skips finished work, resumes the rest, and never duplicates or loses a row. Each of those
+folders first records in identity.json what determines its results (data, corrupted labels,
+model, TrainConfig, RecoveryConfig); a rerun whose settings give another identity is refused
+before any training, so results of different settings never mix.
 """
 
 import csv
@@ -27,7 +30,7 @@ import gin
 import numpy as np
 from absl import logging
 
-from gbair import atomic
+from gbair import UserError, atomic, run_record
 from gbair.data.corruption import corrupt_labels
 from gbair.data.dataset import TextDataset
 from gbair.data.decisions import apply_decisions
@@ -67,16 +70,19 @@ class RecoveryConfig:
 
     def __post_init__(self):
         if self.action not in ("remove", "relabel"):
-            raise ValueError(f"RecoveryConfig.action={self.action!r}, expected 'remove' or 'relabel'")
+            raise UserError(f"RecoveryConfig.action={self.action!r}, expected 'remove' or 'relabel'")
         if self.iterations < 0 or self.flag_count < 0 or not 0 <= self.flag_fraction <= 1:
-            raise ValueError(f"RecoveryConfig: iterations={self.iterations}, flag_count={self.flag_count}, "
-                             f"flag_fraction={self.flag_fraction}; expected >= 0, >= 0 and in [0, 1]")
+            raise UserError(f"RecoveryConfig: iterations={self.iterations}, flag_count={self.flag_count}, "
+                            f"flag_fraction={self.flag_fraction}; expected >= 0, >= 0 and in [0, 1]")
+        if self.tracin_batch_size <= 0:
+            raise UserError(f"RecoveryConfig.tracin_batch_size={self.tracin_batch_size}, expected > 0")
 
     def k(self, n_train: int) -> int:
         return min(n_train, self.flag_count or int(round(self.flag_fraction * n_train)))
 
 
 EXPLAIN_FILE = "explanations.npz"
+IDENTITY_FILE = "identity.json"
 
 
 def save_explanations(path: pathlib.Path, train: TextDataset, misclassified: TextDataset, predicted: np.ndarray,
@@ -119,6 +125,41 @@ class Sweep:
         self.total_runs, self.runs_done, self.run_seconds = total_runs, 0, 0.0
         self._influence: dict[pathlib.Path, dict[str, np.ndarray]] = {}  # TracIn matrices by scored run
 
+    # ---- what a folder's results were made from ---------------------------------------------------
+
+    def prepare(self, cells: Sequence[Cell], datasets: Mapping[str, Mapping[str, TextDataset]],
+                with_clean: bool) -> None:
+        """Claims every cell's folders for this run's settings (see `claim`) before any training, which
+        also validates every cell's corrupted labels and decisions file."""
+        model = trainer.model_fingerprint(self.model)
+        training = trainer.digest(dataclasses.asdict(dataclasses.replace(self.train_config, seed=0)))
+        recovery = trainer.digest(dataclasses.asdict(self.recovery))
+        data = {name: trainer.digest([trainer.dataset_fingerprint(splits[s]) for s in ("train", "validation", "test")])
+                for name, splits in datasets.items()}
+        for cell in cells:
+            noisy = self.noisy_train(cell, datasets[cell.dataset]["train"])
+            self.claim(cell.path, {"data": data[cell.dataset], "model": model, "TrainConfig": training,
+                                   "corrupted labels (rate, seed, decisions file)": trainer.dataset_fingerprint(noisy),
+                                   "RecoveryConfig": recovery})
+            if with_clean:
+                self.claim(cell.clean_path, {"data": data[cell.dataset], "model": model, "TrainConfig": training})
+
+    def claim(self, directory: pathlib.Path, identity: dict[str, str]) -> None:
+        """Records what determines the results in `directory`, or refuses (UserError) when the folder
+        holds results of something else: resuming must never mix two settings in one table."""
+        folder, path = self.workdir / directory, self.workdir / directory / IDENTITY_FILE
+        if path.exists():
+            recorded = json.loads(path.read_text())
+            changed = [name for name in identity if recorded.get(name) != identity[name]]
+            if changed:
+                raise UserError(f"{folder} holds results of a different {', '.join(changed)} than this run's "
+                                f"settings; use a new --workdir (or delete that folder to redo it)")
+        elif folder.exists() and any(folder.iterdir()):
+            raise UserError(f"{folder} holds results but no {IDENTITY_FILE} (made by an older gbair?); "
+                            f"use a new --workdir")
+        else:
+            atomic.write_json(path, identity)
+
     # ---- one training run ----------------------------------------------------------------------
 
     def fit(self, train: TextDataset, validation: TextDataset, directory: pathlib.Path,
@@ -137,7 +178,8 @@ class Sweep:
 
     def load(self, directory: pathlib.Path) -> tuple[list[prompt_checkpoints.PromptCheckpoint],
                                                      prompt_checkpoints.PromptCheckpoint]:
-        saved = prompt_checkpoints.load_prompt_checkpoints(self.workdir / directory / "checkpoints")
+        saved = prompt_checkpoints.load_prompt_checkpoints(self.workdir / directory / "checkpoints",
+                                                           delete_hint=self.workdir / directory)
         return saved, trainer.select_checkpoint(saved, self.train_config.select_by)
 
     def test_metrics(self, prompt: np.ndarray, test: TextDataset) -> dict[str, Any]:
@@ -283,7 +325,7 @@ class Experiment:
     """What a G-BAIR sweep runs: the cartesian product of datasets x rates x seeds x strategies.
 
     datasets: name -> {"train", "validation", "test"} splits (validation and test stay clean).
-    strategy_names: from `clean` (bound), tracin, tracin_cosine, self_influence, loss, random,
+    strategy_names: from `clean` (bound), tracin, tracin_by_label, tracin_cosine, self_influence, loss, random,
       cleanlab, oracle.
     seeds: each seed sets the corruption, the prompt initialisation and the batch order.
     """
@@ -300,8 +342,19 @@ class Experiment:
     def __post_init__(self):
         known = list(strategies.BOUNDS) + list(strategies.STRATEGIES)
         unknown = [s for s in self.strategy_names if s not in known]
-        if unknown:
-            raise ValueError(f"Experiment.strategy_names: unknown {unknown}, expected from {known}")
+        if unknown or not self.strategy_names:
+            raise UserError(f"Experiment.strategy_names: unknown {unknown or 'none given'}, expected from {known}")
+        bad_rates = [r for r in self.corruption_rates if not (isinstance(r, (int, float)) and 0 <= r < 1)]
+        if bad_rates or not self.corruption_rates:
+            raise UserError(f"Experiment.corruption_rates: {bad_rates or 'none given'}, expected numbers in [0, 1)")
+        if not self.seeds or not all(isinstance(s, int) and s >= 0 for s in self.seeds):
+            raise UserError(f"Experiment.seeds={list(self.seeds)}, expected non-negative ints")
+        for name, splits in self.datasets.items():
+            missing = [s for s in ("train", "validation", "test") if s not in splits]
+            if missing:
+                raise UserError(f"Experiment.datasets[{name!r}] has no {missing} split, expected train, validation, test")
+        if self.relabel_file is not None and not pathlib.Path(self.relabel_file).is_file():
+            raise UserError(f"RELABEL_FILE={self.relabel_file!r}: no such file")
 
     def cells(self) -> list[Cell]:
         return [Cell(d, float(r), int(s))
@@ -315,11 +368,14 @@ def sweep(workdir: str, experiment: Experiment = gin.REQUIRED) -> str:
     from gbair import explain  # pylint: disable=import-outside-toplevel  (explain reads this module's output)
 
     cells = experiment.cells()
+    atomic.remove_orphans(workdir)
     runs_per_cell = 1 + sum(experiment.recovery.iterations * (4 if s == "cleanlab" else 1)
                             for s in experiment.strategy_names if s != "clean")
     clean_runs = len(experiment.datasets) * len(experiment.seeds) if "clean" in experiment.strategy_names else 0
     run = Sweep(workdir, experiment.model, experiment.train_config, experiment.recovery,
                 total_runs=len(cells) * runs_per_cell + clean_runs, relabel_file=experiment.relabel_file)
+    run.prepare(cells, experiment.datasets, with_clean="clean" in experiment.strategy_names)
+    run_record.record(workdir)  # only now: the settings are valid and this workdir is theirs
     for i, cell in enumerate(cells, 1):
         logging.info("cell %d/%d: %s rate=%g seed=%d, strategies %s", i, len(cells), cell.dataset, cell.rate,
                      cell.seed, ", ".join(experiment.strategy_names))

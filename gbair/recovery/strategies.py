@@ -45,16 +45,43 @@ def query_weights(labels: np.ndarray, balance_classes: bool) -> np.ndarray:
     return 1.0 / counts[labels]
 
 
+def _tracin_matrix(context: SelectionContext, variant: str) -> np.ndarray:
+    """[N_train, |V|] TracIn of the training set on V: precomputed by the loop, or computed here."""
+    if context.influence is not None:
+        return context.influence[variant]
+    return TracIn(context.model, context.checkpoints, variant=variant, batch_size=context.batch_size,
+                  ).influence(context.train, context.misclassified)
+
+
 def tracin(context: SelectionContext, variant: str = "dot") -> np.ndarray:
     """G-BAIR: how much each training example opposes fixing the misclassified validation set V.
 
     suspicion(z) = -sum_v w_v TracIn(z, v) over V (true labels; w_v from `query_weights`): a very
     negative influence means training on z pushed V's loss up.
     """
-    influence = context.influence[variant] if context.influence is not None else TracIn(
-        context.model, context.checkpoints, variant=variant, batch_size=context.batch_size,
-    ).influence(context.train, context.misclassified)
-    return -influence @ query_weights(context.misclassified.labels, context.balance_classes)
+    return -_tracin_matrix(context, variant) @ query_weights(context.misclassified.labels, context.balance_classes)
+
+
+def tracin_by_label(context: SelectionContext) -> np.ndarray:
+    """G-BAIR per given label: z labelled c is scored only on the errors of V a label c can cause.
+
+    A wrong label c pushes the model towards predicting c, so it can only hurt examples whose true
+    class is not c; summed over all of V (as `tracin` does), the influence of flips labelled with the
+    class V's errors need is *helpful* and ranks them last. Here z labelled c gets
+    -sum_{v in V, y_v != c} w_v TracIn(z, v), is ranked among the examples labelled c, and its
+    suspicion is that rank as a fraction of its label's count, so each given label is flagged in
+    proportion to its share of the training set. Examples whose label has no such error in V get 0.
+    """
+    influence, query_labels = _tracin_matrix(context, "dot"), context.misclassified.labels
+    suspicion = np.zeros(len(context.train))
+    for label in np.unique(context.train.labels):
+        members, harmed = np.flatnonzero(context.train.labels == label), query_labels != label
+        if not harmed.any():
+            continue
+        scores = -influence[np.ix_(members, harmed)] @ query_weights(query_labels[harmed], context.balance_classes)
+        ranks = np.argsort(np.argsort(scores, kind="stable"), kind="stable")  # 0 = least suspicious
+        suspicion[members] = (ranks + 1) / len(members)
+    return suspicion
 
 
 def tracin_cosine(context: SelectionContext) -> np.ndarray:
@@ -103,11 +130,11 @@ def oracle(context: SelectionContext) -> np.ndarray:
 
 
 STRATEGIES: dict[str, Callable[[SelectionContext], np.ndarray]] = {
-    "tracin": tracin, "tracin_cosine": tracin_cosine, "self_influence": self_influence, "loss": loss,
+    "tracin": tracin, "tracin_by_label": tracin_by_label, "tracin_cosine": tracin_cosine, "self_influence": self_influence, "loss": loss,
     "random": random, "cleanlab": cleanlab, "oracle": oracle,
 }
 BOUNDS = ("clean",)  # not selection strategies: trained once on the true labels
-TRACIN_BASED = ("tracin", "tracin_cosine")  # these get per-example explanations in the report
+TRACIN_BASED = ("tracin", "tracin_by_label", "tracin_cosine")  # these get per-example explanations in the report
 
 
 def score(strategy: str, context: SelectionContext) -> np.ndarray:

@@ -21,7 +21,7 @@ import optax
 from absl import logging
 from jax.sharding import PartitionSpec
 
-from gbair import atomic
+from gbair import UserError, atomic, run_record
 from gbair.data.dataset import TextDataset
 from gbair.data.decisions import apply_decisions
 from gbair.models import prompts
@@ -66,15 +66,15 @@ class TrainConfig:
                    "select_by": ("last", "loss", "auc", "accuracy", "f1")}
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:
-                raise ValueError(f"TrainConfig.{name}={getattr(self, name)!r}, expected one of {allowed}")
+                raise UserError(f"TrainConfig.{name}={getattr(self, name)!r}, expected one of {allowed}")
         for name in ("learning_rate", "batch_size", "num_epochs", "eval_batch_size", "log_every"):
             if getattr(self, name) <= 0:
-                raise ValueError(f"TrainConfig.{name}={getattr(self, name)!r}, expected > 0")
+                raise UserError(f"TrainConfig.{name}={getattr(self, name)!r}, expected > 0")
         for name in ("num_steps", "checkpoint_every"):
             if getattr(self, name) < 0:
-                raise ValueError(f"TrainConfig.{name}={getattr(self, name)!r}, expected >= 0")
+                raise UserError(f"TrainConfig.{name}={getattr(self, name)!r}, expected >= 0")
         if not 0 <= self.warmup_fraction < 1:
-            raise ValueError(f"TrainConfig.warmup_fraction={self.warmup_fraction!r}, expected in [0, 1)")
+            raise UserError(f"TrainConfig.warmup_fraction={self.warmup_fraction!r}, expected in [0, 1)")
 
     def total_steps(self, num_examples: int) -> int:
         return self.num_steps or steps_per_epoch(num_examples, self.batch_size) * self.num_epochs
@@ -176,13 +176,49 @@ def on_mesh(model: PromptModel, batch: dict[str, np.ndarray]) -> Any:
     return place(batch, model.mesh, jax.tree.map(lambda _: PartitionSpec(DATA) if split else PartitionSpec(), batch))
 
 
+def digest(*parts: Any) -> str:
+    """A short SHA-256 of JSON-able parts: how gbair names what a run or result was made from."""
+    return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def dataset_fingerprint(dataset: TextDataset) -> str:
+    return digest(list(dataset.ids), list(dataset.texts), dataset.labels.tolist(), list(dataset.class_names))
+
+
+_PROBE_TEXTS = ("gbair fingerprint probe: WIN a FREE cruise, reply now!!!", "Minutes of Tuesday's meeting attached.")
+
+
+_model_fingerprints: dict[int, tuple[PromptModel, str]] = {}  # id -> (model, fingerprint); models are few
+
+
+def model_fingerprint(model: PromptModel) -> str:
+    """Identifies a model by what it computes: class names, prompt shape, the seed-0 initial prompt,
+    the features and class probabilities of two probe texts (these see the weights, tokenizer,
+    max_length and head), and each weight's name, shape, dtype and first values."""
+    if id(model) not in _model_fingerprints:
+        _model_fingerprints[id(model)] = (model, _compute_model_fingerprint(model))
+    return _model_fingerprints[id(model)][1]
+
+
+def _compute_model_fingerprint(model: PromptModel) -> str:
+    prompt = np.asarray(model.init_prompt(jax.random.key(0)), np.float32)
+    probe = TextDataset(("probe-0", "probe-1"), _PROBE_TEXTS, np.arange(2) % len(model.class_names),
+                        ("probe", "probe"), model.class_names)
+    features = {k: np.asarray(v).tolist() for k, v in model.featurize(list(probe.texts)).items()}
+    weights = [(jax.tree_util.keystr(path), list(np.shape(leaf)), str(leaf.dtype),
+                np.asarray(jnp.ravel(leaf)[:8], np.float64).round(6).tolist())
+               for path, leaf in jax.tree_util.tree_leaves_with_path(model.params)]
+    probabilities = predict(model, prompt, probe, batch_size=2).round(4).tolist()
+    return digest(list(model.class_names), list(model.prompt_shape), hashlib.sha256(prompt.tobytes()).hexdigest(),
+                  features, weights, probabilities)
+
+
 def fingerprint(model: PromptModel, dataset: TextDataset, config: TrainConfig,
                 validation: TextDataset | None = None) -> str:
     """Identifies what a checkpoint directory was trained on, so resume refuses a different run."""
-    evaluated = None if validation is None else [list(validation.ids), validation.labels.tolist()]
-    digest = hashlib.sha256(json.dumps([dataclasses.asdict(config), model.prompt_shape, model.class_names,
-                                        list(dataset.ids), dataset.labels.tolist(), evaluated]).encode())
-    return digest.hexdigest()[:16]
+    evaluated = None if validation is None else dataset_fingerprint(validation)
+    return digest(dataclasses.asdict(config), model_fingerprint(model), list(dataset.ids), dataset.labels.tolist(),
+                  evaluated)
 
 
 def train(model: PromptModel, dataset: TextDataset, config: TrainConfig,
@@ -198,7 +234,7 @@ def train(model: PromptModel, dataset: TextDataset, config: TrainConfig,
     optimizer = make_optimizer(config.optimizer, schedule)
     every = config.checkpoint_every or steps_per_epoch(len(dataset), config.batch_size)
     if config.select_by != "last" and validation is None:
-        raise ValueError(f"TrainConfig.select_by={config.select_by!r} needs a validation split")
+        raise UserError(f"TrainConfig.select_by={config.select_by!r} needs a validation split")
 
     prompt = model.init_prompt(jax.random.key(config.seed))
     state = {"prompt": prompt, "opt_state": optimizer.init(prompt)}
@@ -206,12 +242,7 @@ def train(model: PromptModel, dataset: TextDataset, config: TrainConfig,
     mngr = checkpoints.manager(checkpoint_dir) if checkpoint_dir is not None else None
     run_id = fingerprint(model, dataset, config, validation)
     if mngr is not None and mngr.latest_step() is not None:
-        first_step = mngr.latest_step()
-        record = checkpoints.read_record(mngr, first_step)
-        if record.get("fingerprint") != run_id:
-            raise ValueError(f"{checkpoint_dir}: checkpoints come from a different run (data, model or "
-                             f"TrainConfig changed); use a new workdir or delete that directory")
-        state = checkpoints.restore_state(mngr, first_step, state)
+        first_step, state = resume(mngr, run_id, state)
         saved = list(mngr.all_steps())
         logging.info("Resuming from step %d of %d (%s)", first_step, total_steps, checkpoint_dir)
     if model.mesh is not None:
@@ -234,6 +265,32 @@ def train(model: PromptModel, dataset: TextDataset, config: TrainConfig,
             saved.append(step + 1)
     return TrainResult(np.asarray(state["prompt"], np.float32), total_steps, tuple(saved),
                        time.time() - start_time)
+
+
+def resume(mngr, run_id: str, state: Any) -> tuple[int, Any]:
+    """(step, state) of the newest readable checkpoint of this run. Damaged newer steps are deleted,
+    with a warning, so training redoes them; UserError when the checkpoints are another run's, or when
+    no step is readable (naming the directory to delete)."""
+    damaged = []
+    for step in sorted(mngr.all_steps(), reverse=True):
+        try:
+            record = checkpoints.read_record(mngr, step)
+            if record.get("fingerprint") != run_id:
+                raise UserError(f"{mngr.directory}: checkpoints come from a different run (data, model or "
+                                f"TrainConfig changed); use a new --workdir or delete that directory")
+            restored = checkpoints.restore_state(mngr, step, state)
+        except checkpoints.DamagedCheckpoint as e:
+            logging.warning("%s", e)
+            damaged.append(step)
+            continue
+        for bad in damaged:
+            mngr.delete(bad)
+        if damaged:
+            logging.warning("%s: resuming from step %d, the newest readable checkpoint (deleted damaged steps %s)",
+                            mngr.directory, step, damaged)
+        return step, restored
+    raise UserError(f"{mngr.directory}: no readable checkpoint (damaged steps {sorted(damaged)}); "
+                    f"delete {mngr.directory} to train that run again")
 
 
 def select_checkpoint(saved: Sequence[checkpoints.PromptCheckpoint], select_by: str) -> checkpoints.PromptCheckpoint:
@@ -334,9 +391,10 @@ def train_and_evaluate(workdir: str, *, model: PromptModel = gin.REQUIRED,
     config.select_by) and WORKDIR/metrics.json.
     """
     workdir = pathlib.Path(workdir)
+    atomic.remove_orphans(workdir)
     for name in ("train", "validation", "test"):
         if name not in splits:
-            raise ValueError(f"train_and_evaluate: splits has {sorted(splits)}, expected a {name!r} split")
+            raise UserError(f"train_and_evaluate: splits has {sorted(splits)}, expected a {name!r} split")
     train_set = apply_decisions(splits["train"], relabel_file) if relabel_file else splits["train"]
     logging.info("Training on %s; validation %s; test %s", train_set, splits["validation"], splits["test"])
     result = train(model, train_set, config, workdir / "checkpoints",
@@ -349,6 +407,7 @@ def train_and_evaluate(workdir: str, *, model: PromptModel = gin.REQUIRED,
             metrics[f"{name}_{key}"] = value
     prompts.save_prompt(workdir / "prompt.npy", chosen.prompt)
     atomic.write_json(workdir / "metrics.json", metrics)
+    run_record.record(workdir)
     logging.info("test accuracy %.4f  f1 %.4f  auc %s  (%d steps, %s)", metrics["test_accuracy"],
                  metrics["test_f1"], metrics["test_auc"], result.steps, format_seconds(result.wall_time_s))
     return metrics

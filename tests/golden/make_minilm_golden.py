@@ -30,8 +30,7 @@ MAX_LENGTH = 128
 
 
 def main() -> None:
-    model_dir = assets.minilm_dir()
-    assets.verified_minilm_weights()
+    model_dir = assets.verified_minilm_dir()
     tokenizer = transformers.AutoTokenizer.from_pretrained(model_dir)
     model = transformers.AutoModel.from_pretrained(model_dir).eval()
     batch = tokenizer(SENTENCES, padding=True, truncation=True, max_length=MAX_LENGTH, return_tensors="pt")
