@@ -8,7 +8,7 @@ setuptools.setup(
     description="TracIn-based label-noise recovery for prompt-tuned models (G-BAIR) in JAX/Flax",
     long_description=open("README.md", encoding="utf-8").read(),
     long_description_content_type="text/markdown",
-    packages=setuptools.find_packages(include=["gbair", "gbair.*", "experiments"]),
+    packages=setuptools.find_packages(include=["gbair", "gbair.*"]),
     python_requires=">=3.10",
     install_requires=[
         "absl-py>=2.1",

@@ -1,6 +1,6 @@
 """PyTorch peers of gbair's per-example prompt-gradient / TracIn kernel, on the same weights and prompt.
 
-Everything here mirrors `gbair.models.classifier.minilm_classifier` exactly: the soft prompt [P, E]
+Everything here mirrors `gbair.classifiers.minilm_classifier` exactly: the soft prompt [P, E]
 is spliced in right after the first token ([CLS]) at the word-embedding level with the mask
 extended by ones; BERT then adds absolute positions 0..P+L-1 and token-type-0 embeddings; the
 output is mean-pooled over the extended mask; logits = scale * cosine(pooled, class_embeddings);

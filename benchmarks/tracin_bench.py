@@ -25,8 +25,8 @@ from gbair.data import spam_assassin
 from gbair.data.dataset import TextDataset
 from gbair.influence.gradients import per_example_grads
 from gbair.influence.tracin import TracIn
-from gbair.models.classifier import minilm_classifier
-from gbair.train.checkpoints import PromptCheckpoint
+from gbair.classifiers import minilm_classifier
+from gbair.models.prompts import PromptCheckpoint
 
 BATCH, LENGTH, PROMPT = 32, 64, 16
 DESCRIPTIONS = ["a normal personal or work email", "spam: an unsolicited advertising or scam email"]

@@ -19,7 +19,7 @@ from collections import defaultdict
 
 import numpy as np
 
-from experiments import tables
+from gbair.reports import tables
 from gbair.data.corruption import corrupt_labels
 from gbair.data.tasks import spam_assassin_splits
 from gbair.recovery.strategies import query_weights

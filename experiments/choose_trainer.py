@@ -16,10 +16,10 @@ import itertools
 import tempfile
 import time
 
-from experiments import tables
+from gbair.reports import tables
 from gbair.data.corruption import corrupt_labels
 from gbair.data.tasks import spam_assassin_splits
-from gbair.models.classifier import minilm_classifier
+from gbair.classifiers import minilm_classifier
 from gbair.train import trainer
 from gbair.train.checkpoints import load_prompt_checkpoints
 

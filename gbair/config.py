@@ -17,7 +17,7 @@ from gbair import UsageError, UserError, run_record
 
 # Everything a gin file may reference must be imported (registered) before parsing.
 import gbair.data.tasks  # noqa: F401,E402  pylint: disable=unused-import,wrong-import-position
-import gbair.models.classifier  # noqa: F401,E402  pylint: disable=unused-import,wrong-import-position
+import gbair.classifiers  # noqa: F401,E402  pylint: disable=unused-import,wrong-import-position
 import gbair.train.trainer  # noqa: F401,E402  pylint: disable=unused-import,wrong-import-position
 
 REPO_ROOT = pathlib.Path(__file__).resolve().parent.parent

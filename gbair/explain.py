@@ -26,7 +26,8 @@ from gbair import UserError, cli, config
 from gbair import report_html
 from gbair.data.dataset import TextDataset
 from gbair.influence.tracin import TracIn
-from gbair.recovery import loop, strategies
+from gbair.recovery import strategies
+from gbair.recovery.experiment import COLUMNS, EXPLAIN_FILE, Cell, Experiment, corrupted_train, load_explanations
 from gbair.train import checkpoints as prompt_checkpoints
 from gbair.train import trainer
 
@@ -52,33 +53,31 @@ def neighbours(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
 class RunExplainer:
     """Reads a finished (or running) G-BAIR workdir back: its experiment, data, checkpoints, scores."""
 
-    def __init__(self, workdir: str | pathlib.Path, experiment: loop.Experiment | None = None):
+    def __init__(self, workdir: str | pathlib.Path, experiment: Experiment | None = None):
         """`experiment` as the run had it; default: rebuilt from the workdir's recorded gin config."""
         self.workdir = pathlib.Path(workdir)
         if experiment is None:
             config.parse_recorded(self.workdir)
-            experiment = loop.Experiment()
+            experiment = Experiment()
         self.experiment = experiment
-        self.sweep = loop.Sweep(self.workdir, self.experiment.model, self.experiment.train_config,
-                                self.experiment.recovery, total_runs=0, relabel_file=self.experiment.relabel_file)
 
-    def cell(self, dataset: str | None, rate: float | None, seed: int | None) -> loop.Cell:
+    def cell(self, dataset: str | None, rate: float | None, seed: int | None) -> Cell:
         for cell in self.experiment.cells():
             if ((dataset is None or cell.dataset == dataset) and (rate is None or cell.rate == rate)
                     and (seed is None or cell.seed == seed)):
                 return cell
         raise UserError(f"no cell dataset={dataset} rate={rate} seed={seed} in {self.experiment.cells()}")
 
-    def splits(self, cell: loop.Cell) -> dict[str, TextDataset]:
+    def splits(self, cell: Cell) -> dict[str, TextDataset]:
         return self.experiment.datasets[cell.dataset]
 
-    def noisy_train(self, cell: loop.Cell) -> TextDataset:
-        return self.sweep.noisy_train(cell, self.splits(cell)["train"])
+    def noisy_train(self, cell: Cell) -> TextDataset:
+        return corrupted_train(cell, self.splits(cell)["train"], self.experiment.recovery, self.experiment.relabel_file)
 
-    def true_labels(self, cell: loop.Cell, dataset: TextDataset) -> np.ndarray:
+    def true_labels(self, cell: Cell, dataset: TextDataset) -> np.ndarray:
         return self.splits(cell)["train"].by_ids(dataset.ids).labels
 
-    def train_at(self, cell: loop.Cell, strategy: str, iteration: int) -> TextDataset:
+    def train_at(self, cell: Cell, strategy: str, iteration: int) -> TextDataset:
         """The training set at the start of `iteration` (after the previous iterations' cleaning)."""
         noisy = self.noisy_train(cell)
         if iteration == 1:
@@ -89,21 +88,20 @@ class RunExplainer:
         state = json.loads(state.read_text())
         return noisy.by_ids(state["ids"]).with_labels(state["labels"])
 
-    def checkpoints_before(self, cell: loop.Cell, strategy: str, iteration: int):
+    def checkpoints_before(self, cell: Cell, strategy: str, iteration: int):
         run = "corrupted" if iteration == 1 else f"{strategy}/it{iteration - 1}"
         return prompt_checkpoints.load_prompt_checkpoints(self.workdir / cell.path / run / "checkpoints")
 
-    def stored(self, cell: loop.Cell, strategy: str, iteration: int) -> IterationScores | None:
-        path = self.workdir / cell.path / strategy / f"it{iteration}" / loop.EXPLAIN_FILE
+    def stored(self, cell: Cell, strategy: str, iteration: int) -> IterationScores | None:
+        path = self.workdir / cell.path / strategy / f"it{iteration}" / EXPLAIN_FILE
         if not path.exists():
             return None
-        with np.load(path, allow_pickle=False) as saved:
-            train = self.noisy_train(cell).by_ids(saved["train_ids"]).with_labels(saved["train_labels"])
-            queries = self.splits(cell)["validation"].by_ids(saved["query_ids"])
-            return IterationScores(train, queries, saved["predicted"], saved["dot"], saved["cosine"],
-                                   saved["flagged"])
+        saved = load_explanations(path)
+        train = self.noisy_train(cell).by_ids(saved["train_ids"]).with_labels(saved["train_labels"])
+        queries = self.splits(cell)["validation"].by_ids(saved["query_ids"])
+        return IterationScores(train, queries, saved["predicted"], saved["dot"], saved["cosine"], saved["flagged"])
 
-    def compute(self, cell: loop.Cell, strategy: str, iteration: int, example_ids: Sequence[str]) -> IterationScores:
+    def compute(self, cell: Cell, strategy: str, iteration: int, example_ids: Sequence[str]) -> IterationScores:
         """Scores `example_ids` (validation or test) against the iteration's training set on the spot."""
         splits = self.splits(cell)
         pool = {example_id: (name, i) for name in ("validation", "test") for i, example_id in enumerate(splits[name].ids)}
@@ -120,7 +118,7 @@ class RunExplainer:
         dot, cosine = TracIn(model, checkpoints, batch_size=batch).influence_dot_and_cosine(train, queries)
         return IterationScores(train, queries, predicted, dot, cosine, None)
 
-    def scores(self, cell: loop.Cell, strategy: str, iteration: int, example_id: str | None) -> IterationScores:
+    def scores(self, cell: Cell, strategy: str, iteration: int, example_id: str | None) -> IterationScores:
         stored = self.stored(cell, strategy, iteration)
         if example_id is None:
             if stored is None:
@@ -135,7 +133,7 @@ class RunExplainer:
 
     # ---- outputs ---------------------------------------------------------------------------------
 
-    def text_report(self, cell: loop.Cell, scores: IterationScores, k: int) -> str:
+    def text_report(self, cell: Cell, scores: IterationScores, k: int) -> str:
         names = scores.train.class_names
         corrupted = scores.train.labels != self.true_labels(cell, scores.train)
         out = []
@@ -154,7 +152,7 @@ class RunExplainer:
             out.append("")
         return "\n".join(out)
 
-    def report_data(self, cell: loop.Cell, k: int = 10) -> dict[str, Any]:
+    def report_data(self, cell: Cell, k: int = 10) -> dict[str, Any]:
         """The HTML report's data (see gbair.report_html) for every TracIn-based strategy of `cell`."""
         noisy = self.noisy_train(cell)
         corrupted = (noisy.labels != self.true_labels(cell, noisy)).tolist()
@@ -189,7 +187,7 @@ class RunExplainer:
             with open(results, newline="") as f:
                 rows = [r for r in csv.DictReader(f) if r["dataset"] == cell.dataset
                         and float(r["corruption_rate"]) == cell.rate and int(r["seed"]) == cell.seed]
-        header = list(loop.COLUMNS)
+        header = list(COLUMNS)
         plots = {p.stem: "data:image/png;base64," + base64.b64encode(p.read_bytes()).decode()
                  for p in sorted(self.workdir.glob("*.png"))}
         return {
@@ -202,7 +200,7 @@ class RunExplainer:
             "iterations": iterations,
         }
 
-    def write_html(self, cell: loop.Cell, path: pathlib.Path | None = None, k: int = 10) -> pathlib.Path:
+    def write_html(self, cell: Cell, path: pathlib.Path | None = None, k: int = 10) -> pathlib.Path:
         path = path or self.workdir / f"report_{cell.dataset}_rate{cell.rate:g}_seed{cell.seed}.html"
         report_html.write_report(path, self.report_data(cell, k))
         return path
@@ -231,7 +229,7 @@ def _concat(parts: list[TextDataset]) -> TextDataset:
                        parts[0].class_names)
 
 
-def write_reports(workdir: str | pathlib.Path, experiment: loop.Experiment) -> list[pathlib.Path]:
+def write_reports(workdir: str | pathlib.Path, experiment: Experiment) -> list[pathlib.Path]:
     """One HTML report per cell of the run in `workdir` (the sweep calls this at the end)."""
     explainer = RunExplainer(workdir, experiment)
     return [explainer.write_html(cell) for cell in explainer.experiment.cells()]

@@ -16,7 +16,7 @@ from gbair.checkpoints import hf
 from gbair.influence.tracin import TracIn
 from gbair.models import prompts, t5
 from gbair.train import trainer
-from gbair.train.checkpoints import PromptCheckpoint
+from gbair.models.prompts import PromptCheckpoint
 from tests.test_t5 import tokenize, toy_dataset
 
 GOLDEN = pathlib.Path(__file__).parent / "golden"

@@ -89,7 +89,7 @@ def test_one_gbair_iteration_end_to_end_with_tiny_t5(tmp_path):
 
 
 def test_sentencepiece_tokenizer_is_seqio_over_the_model_without_eos(tmp_path):
-    from gbair.models.classifier import sentencepiece_tokenizer
+    from gbair.classifiers import sentencepiece_tokenizer
 
     tiny_vocabulary(tmp_path / "tiny.model")
     reference = sentencepiece.SentencePieceProcessor(model_file=str(tmp_path / "tiny.model"))

@@ -13,10 +13,10 @@ import gin
 import numpy as np
 import pytest
 
-from gbair.recovery import loop, strategies
+from gbair.recovery import experiment, strategies
 from gbair.train import checkpoints as prompt_checkpoints
 from gbair.train import trainer
-from gbair.recovery.loop import COLUMNS
+from gbair.recovery.experiment import COLUMNS
 
 REPO = pathlib.Path(__file__).resolve().parent.parent
 
@@ -158,11 +158,11 @@ def test_relabel_keeps_the_training_set_size(tmp_path, tiny_bert_dir):
 
 def test_unknown_strategy_and_bad_action_are_rejected():
     with pytest.raises(ValueError, match="RecoveryConfig.action='drop'"):
-        loop.RecoveryConfig(action="drop")
+        experiment.RecoveryConfig(action="drop")
     with pytest.raises(ValueError, match="unknown strategy 'magic'"):
         strategies.score("magic", None)
     with pytest.raises(ValueError, match=r"Experiment.strategy_names: unknown \['magic'\]"):
-        loop.Experiment(datasets={}, model=None, corruption_rates=[0.1], strategy_names=["clean", "magic"])
+        experiment.Experiment(datasets={}, model=None, corruption_rates=[0.1], strategy_names=["clean", "magic"])
 
 
 @pytest.fixture

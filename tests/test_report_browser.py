@@ -71,7 +71,7 @@ def test_review_relabel_export(driver, tmp_path):
     row = driver.find_element(By.CSS_SELECTOR, 'details.misclassified[data-val-id="v0"]')
     assert row.find_elements(By.CSS_SELECTOR, ".train") == []
     row.find_element(By.CSS_SELECTOR, "summary.expand").click()
-    proponents = row.find_elements(By.CSS_SELECTOR, ".proponents .train")
+    proponents = WebDriverWait(driver, 10).until(lambda d: row.find_elements(By.CSS_SELECTOR, ".proponents .train"))
     assert [p.get_attribute("data-train-id") for p in proponents] == ["t1", "t4"]
     assert [o.get_attribute("data-train-id") for o in row.find_elements(By.CSS_SELECTOR, ".opponents .train")] == ["t0"]
     meta = proponents[0].find_element(By.CSS_SELECTOR, ".meta").text

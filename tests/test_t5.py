@@ -15,7 +15,7 @@ from gbair.data.dataset import TextDataset
 from gbair.influence.tracin import TracIn
 from gbair.models import t5
 from gbair.train import trainer
-from gbair.train.checkpoints import PromptCheckpoint
+from gbair.models.prompts import PromptCheckpoint
 
 GOLDEN = pathlib.Path(__file__).parent / "golden"
 encode = jax.jit(t5.encode, static_argnums=1)  # compiled: op-by-op dispatch is the slow part here

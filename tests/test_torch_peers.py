@@ -14,7 +14,7 @@ import jax  # noqa: E402
 
 from benchmarks import torch_peers  # noqa: E402
 from gbair import assets  # noqa: E402
-from gbair.models.classifier import minilm_classifier  # noqa: E402
+from gbair.classifiers import minilm_classifier  # noqa: E402
 
 TEXTS = ["see you at the 3pm project meeting", "FREE money!!! click here to claim your prize",
          "quarterly report attached, comments welcome", "cheap meds, no prescription, buy now"]

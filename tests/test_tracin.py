@@ -14,7 +14,7 @@ import pytest
 
 from gbair.influence.gradients import per_example_grads
 from gbair.influence.tracin import TracIn, projection_matrix
-from gbair.train.checkpoints import PromptCheckpoint
+from gbair.models.prompts import PromptCheckpoint
 from tests.toy_model import (brute_force_influence, toy_checkpoints, toy_dataset, toy_model)
 
 REPO = pathlib.Path(__file__).resolve().parent.parent
@@ -119,7 +119,7 @@ def test_projection_matches_explicitly_projected_oracle():
 
 
 def test_tiled_and_vmap_kernels_agree_on_minilm_shaped_model(tiny_bert_dir):
-    from gbair.models.classifier import minilm_classifier  # pylint: disable=import-outside-toplevel
+    from gbair.classifiers import minilm_classifier  # pylint: disable=import-outside-toplevel
     model = minilm_classifier(["work email", "spam"], prompt_length=4, max_length=12, model_dir=tiny_bert_dir)
     batch = dict(model.featurize(["hello there", "win money now", "see you at noon"]),
                  label=np.array([0, 1, 0], np.int32), weight=np.array([1, 1, 0], np.float32))
@@ -134,7 +134,7 @@ def test_tiled_and_vmap_kernels_agree_on_minilm_shaped_model(tiny_bert_dir):
 
 
 def test_bfloat16_model_gives_float32_scores_close_to_float32(tiny_bert_dir):
-    from gbair.models.classifier import minilm_classifier  # pylint: disable=import-outside-toplevel
+    from gbair.classifiers import minilm_classifier  # pylint: disable=import-outside-toplevel
     from tests.toy_model import spam_like  # pylint: disable=import-outside-toplevel
     train, test = spam_like(12, 0, "train"), spam_like(3, 1, "test")
     scores = {}

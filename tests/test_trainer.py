@@ -10,7 +10,8 @@ import pytest
 
 from gbair import UserError
 from gbair.data.dataset import TextDataset
-from gbair.models.classifier import minilm_classifier
+from gbair.models.prompts import PromptCheckpoint
+from gbair.classifiers import minilm_classifier
 from gbair.train import checkpoints, trainer
 
 
@@ -185,7 +186,7 @@ def test_checkpoints_record_validation_metrics_and_selection_picks_the_best(mode
 
 def test_selection_rules_and_ties():
     def at(step, **validation):
-        return checkpoints.PromptCheckpoint(step, 0.1, np.zeros((1, 1), np.float32), validation)
+        return PromptCheckpoint(step, 0.1, np.zeros((1, 1), np.float32), validation)
     saved = [at(1, auc=0.9, loss=0.5), at(2, auc=0.95, loss=0.4), at(3, auc=0.95, loss=0.45)]
     assert trainer.select_checkpoint(saved, "auc").step == 2  # tie: the earlier step
     assert trainer.select_checkpoint(saved, "loss").step == 2

@@ -11,7 +11,7 @@ from gbair.data.dataset import TextDataset
 from gbair.models import heads, prompts
 from gbair.models.bert import mean_pool
 from gbair.models.prompts import PromptModel
-from gbair.train.checkpoints import PromptCheckpoint
+from gbair.models.prompts import PromptCheckpoint
 
 VOCAB, LENGTH = 37, 6
 

@@ -10,20 +10,17 @@ process passes the same datasets and gets the same (replicated) results.
 """
 
 import functools
-import time
 from typing import Literal, NamedTuple, Sequence
 
 import jax
 import jax.numpy as jnp
 import numpy as np
-from absl import logging
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
+from gbair.batching import PassProgress, make_batch, pad_indices
 from gbair.data.dataset import TextDataset
 from gbair.influence.gradients import Method, per_example_grads
-from gbair.models.prompts import DATA, PromptModel, device_mesh, place
-from gbair.train.checkpoints import PromptCheckpoint
-from gbair.train.trainer import format_seconds, make_batch, pad_indices
+from gbair.models.prompts import DATA, PromptCheckpoint, PromptModel, device_mesh, place
 
 Variant = Literal["dot", "cosine"]
 
@@ -147,21 +144,17 @@ class TracIn:
         return place(tree, self.mesh, jax.tree.map(lambda _: sharding.spec, tree))
 
     def _blocks(self, what: str, dataset: TextDataset):
-        """Yields (begin, valid rows, sharded batch) for fixed-size blocks of `dataset`, logging progress."""
+        """Yields (begin, valid rows, sharded batch) for fixed-size blocks of `dataset`, logging progress
+        (the consumer has the previous block's result on the host before asking for the next)."""
         features = self.model.featurize(dataset.texts)
         devices = self.mesh.shape[DATA]
         size = min(self.block_size, -(-len(dataset) // devices) * devices)  # small sets: less padding
-        start = last_log = time.time()
+        progress = PassProgress(f"TracIn {what}", len(dataset), self.log_every_s)
         for begin in range(0, len(dataset), size):
             indices, weights = pad_indices(np.arange(begin, min(begin + size, len(dataset))), size)
-            done = min(begin + size, len(dataset))
-            yield begin, done - begin, self._put(make_batch(features, dataset.labels, indices, weights), self._sharded)
-            now = time.time()
-            if now - last_log >= self.log_every_s:
-                rate = done / (now - start)
-                logging.info("TracIn %s: %d/%d examples  %.1f examples/s  ETA %s", what, done, len(dataset),
-                             rate, format_seconds((len(dataset) - done) / rate))
-                last_log = now
+            yield begin, min(size, len(dataset) - begin), self._put(
+                make_batch(features, dataset.labels, indices, weights), self._sharded)
+            progress.update(min(begin + size, len(dataset)))
 
     def _stream(self, what, dataset, fn, extra):
         """Yields (begin, valid count, host output of fn(params, prompts, projection, *extra, batch))."""

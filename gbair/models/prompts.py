@@ -58,6 +58,16 @@ class PromptModel:
     mesh: Mesh | None = None
 
 
+@dataclasses.dataclass(frozen=True)
+class PromptCheckpoint:
+    """A prompt saved during training, with the learning rate it stands for (TracIn's inputs)."""
+
+    step: int
+    learning_rate: float
+    prompt: np.ndarray  # [P, E] float32
+    validation: dict | None = None  # validation metrics at this step, when training recorded them
+
+
 def sampled_vocab_init(
     rng: jax.Array, embeddings: jax.Array, length: int, *, num_candidates: int = 5000, skip: int = 0
 ) -> jax.Array:

@@ -7,112 +7,36 @@ remove or relabel them, retrain a fresh prompt with the same seed, evaluate. Sto
 empty. Each training run reports the checkpoint chosen on the (clean) validation split
 (TrainConfig.select_by); TracIn uses all of its checkpoints.
 
-On disk, WORKDIR/cells/<dataset>/rate=<r>/seed=<s>/ holds one folder per training run
-(resumable Orbax checkpoints) and a small JSON per finished iteration (the clean bound, the same at
-every rate, is trained once in WORKDIR/cells/<dataset>/clean/seed=<s>/); a strategy's rows are
-written (atomically) to done.json when it finishes, and results.csv is rebuilt from those. So a
-rerun skips finished work, resumes the rest, and never duplicates or loses a row. Each of those
-folders first records in identity.json what determines its results (data, corrupted labels,
-model, TrainConfig, RecoveryConfig); a rerun whose settings give another identity is refused
-before any training, so results of different settings never mix.
+The workdir's layout is gbair.recovery.experiment's. Every training run resumes from its Orbax
+checkpoints, each finished iteration and strategy is written atomically, and results.csv is rebuilt
+from the finished strategies: a rerun skips finished work, resumes the rest, and never duplicates
+or loses a row. Each cell folder first records in identity.json what determines its results (data,
+corrupted labels, model, TrainConfig, RecoveryConfig); a rerun whose settings give another
+identity is refused before any training, so results of different settings never mix.
 """
 
 import csv
 import dataclasses
 import io
-import itertools
 import json
 import pathlib
 import time
-from typing import Any, Literal, Mapping, Sequence
+from typing import Any, Mapping, Sequence
 
-import gin
 import numpy as np
 from absl import logging
 
 from gbair import UserError, atomic, run_record
-from gbair.data.corruption import corrupt_labels
+from gbair.batching import format_seconds
 from gbair.data.dataset import TextDataset
-from gbair.data.decisions import apply_decisions
 from gbair.influence.tracin import TracIn
-from gbair.models.prompts import PromptModel
-from gbair.train.metrics import detection_metrics
+from gbair.models.prompts import PromptCheckpoint, PromptModel
 from gbair.recovery import strategies
+from gbair.recovery.experiment import (COLUMNS, EXPLAIN_FILE, IDENTITY_FILE, Cell, Experiment, RecoveryConfig,
+                                       corrupted_train, save_explanations)
 from gbair.train import checkpoints as prompt_checkpoints
 from gbair.train import trainer
-
-COLUMNS = ("dataset", "strategy", "corruption_rate", "seed", "iteration", "n_train", "n_flagged",
-           "n_flagged_corrupted", "n_corrupted_remaining", "test_accuracy", "test_f1", "test_auc", "wall_time_s",
-           "selected_step", "n_misclassified", "detection_auroc", "detection_ap", "precision_at_k", "recall_at_k")
-
-
-@gin.configurable
-@dataclasses.dataclass(frozen=True)
-class RecoveryConfig:
-    """How each G-BAIR iteration cleans the training set.
-
-    iterations: T, cleaning rounds after iteration 0.
-    flag_fraction: k as a fraction of the current training set (used when flag_count is 0).
-    flag_count: k as a count.
-    action: `remove` the flagged examples or `relabel` them (to the model's most likely other class).
-    balance_classes: TracIn strategies weigh each class of the misclassified set V equally (else
-      every example of V counts once, and the majority error class dominates the sum).
-    stratified_corruption: flip labels in proportion to class sizes.
-    """
-
-    iterations: int = 2
-    flag_fraction: float = 0.1
-    flag_count: int = 0
-    action: Literal["remove", "relabel"] = "remove"
-    balance_classes: bool = False
-    stratified_corruption: bool = False
-    tracin_batch_size: int = 32
-
-    def __post_init__(self):
-        if self.action not in ("remove", "relabel"):
-            raise UserError(f"RecoveryConfig.action={self.action!r}, expected 'remove' or 'relabel'")
-        if self.iterations < 0 or self.flag_count < 0 or not 0 <= self.flag_fraction <= 1:
-            raise UserError(f"RecoveryConfig: iterations={self.iterations}, flag_count={self.flag_count}, "
-                            f"flag_fraction={self.flag_fraction}; expected >= 0, >= 0 and in [0, 1]")
-        if self.tracin_batch_size <= 0:
-            raise UserError(f"RecoveryConfig.tracin_batch_size={self.tracin_batch_size}, expected > 0")
-
-    def k(self, n_train: int) -> int:
-        return min(n_train, self.flag_count or int(round(self.flag_fraction * n_train)))
-
-
-EXPLAIN_FILE = "explanations.npz"
-IDENTITY_FILE = "identity.json"
-
-
-def save_explanations(path: pathlib.Path, train: TextDataset, misclassified: TextDataset, predicted: np.ndarray,
-                      influence: Mapping[str, np.ndarray], flagged: np.ndarray) -> None:
-    """What `gbair.explain` and the HTML report show for one iteration (numpy arrays, no pickle)."""
-    buffer = io.BytesIO()
-    np.savez(buffer, train_ids=np.array(train.ids, dtype=str), train_labels=train.labels,
-             query_ids=np.array(misclassified.ids, dtype=str), query_labels=misclassified.labels,
-             predicted=predicted, dot=influence["dot"], cosine=influence["cosine"], flagged=flagged)
-    atomic.write_bytes(path, buffer.getvalue())
-
-
-@dataclasses.dataclass(frozen=True)
-class Cell:
-    dataset: str
-    rate: float
-    seed: int
-
-    @property
-    def path(self) -> pathlib.Path:
-        return pathlib.Path("cells") / self.dataset / f"rate={self.rate:g}" / f"seed={self.seed}"
-
-    @property
-    def clean_path(self) -> pathlib.Path:
-        """The clean bound does not depend on the rate: one run per (dataset, seed), shared by every rate."""
-        return pathlib.Path("cells") / self.dataset / "clean" / f"seed={self.seed}"
-
-    def row(self, strategy: str, iteration: int, **values) -> dict[str, Any]:
-        return {"dataset": self.dataset, "strategy": strategy, "corruption_rate": self.rate, "seed": self.seed,
-                "iteration": iteration, **values}
+from gbair.train.metrics import detection_metrics
 
 
 class Sweep:
@@ -137,7 +61,7 @@ class Sweep:
         data = {name: trainer.digest([trainer.dataset_fingerprint(splits[s]) for s in ("train", "validation", "test")])
                 for name, splits in datasets.items()}
         for cell in cells:
-            noisy = self.noisy_train(cell, datasets[cell.dataset]["train"])
+            noisy = corrupted_train(cell, datasets[cell.dataset]["train"], self.recovery, self.relabel_file)
             self.claim(cell.path, {"data": data[cell.dataset], "model": model, "TrainConfig": training,
                                    "corrupted labels (rate, seed, decisions file)": trainer.dataset_fingerprint(noisy),
                                    "RecoveryConfig": recovery})
@@ -163,7 +87,7 @@ class Sweep:
     # ---- one training run ----------------------------------------------------------------------
 
     def fit(self, train: TextDataset, validation: TextDataset, directory: pathlib.Path,
-            seed: int) -> tuple[list[prompt_checkpoints.PromptCheckpoint], prompt_checkpoints.PromptCheckpoint]:
+            seed: int) -> tuple[list[PromptCheckpoint], PromptCheckpoint]:
         """Trains a fresh prompt (resuming from `directory`); returns its checkpoints and the reported one."""
         start = time.time()
         config = dataclasses.replace(self.train_config, seed=seed)
@@ -173,11 +97,11 @@ class Sweep:
         self.run_seconds += time.time() - start
         remaining = (self.total_runs - self.runs_done) * self.run_seconds / self.runs_done
         logging.info("training run %d/%d done (%s); ETA %s", self.runs_done, self.total_runs, directory,
-                     trainer.format_seconds(remaining))
+                     format_seconds(remaining))
         return self.load(directory)
 
-    def load(self, directory: pathlib.Path) -> tuple[list[prompt_checkpoints.PromptCheckpoint],
-                                                     prompt_checkpoints.PromptCheckpoint]:
+    def load(self, directory: pathlib.Path) -> tuple[list[PromptCheckpoint],
+                                                     PromptCheckpoint]:
         saved = prompt_checkpoints.load_prompt_checkpoints(self.workdir / directory / "checkpoints",
                                                            delete_hint=self.workdir / directory)
         return saved, trainer.select_checkpoint(saved, self.train_config.select_by)
@@ -203,7 +127,7 @@ class Sweep:
 
     def run_cell(self, cell: Cell, splits: Mapping[str, TextDataset], strategy_names: Sequence[str]) -> None:
         clean_train, validation, test = splits["train"], splits["validation"], splits["test"]
-        noisy_train = self.noisy_train(cell, clean_train)
+        noisy_train = corrupted_train(cell, clean_train, self.recovery, self.relabel_file)
         true_labels = clean_train.by_ids(noisy_train.ids).labels
         base = {"n_flagged": 0, "n_flagged_corrupted": 0}
         corrupted = self.cached_run(cell.path / "corrupted", noisy_train, splits, cell.seed,
@@ -220,11 +144,6 @@ class Sweep:
                                                                        validation, test)
             atomic.write_json(done, rows)
             self.write_results()
-
-    def noisy_train(self, cell: Cell, clean_train: TextDataset) -> TextDataset:
-        """The cell's corrupted training set, with a person's decisions applied when given."""
-        noisy, _ = corrupt_labels(clean_train, cell.rate, seed=cell.seed, stratified=self.recovery.stratified_corruption)
-        return apply_decisions(noisy, self.relabel_file) if self.relabel_file else noisy
 
     def iterate(self, cell: Cell, name: str, clean_train: TextDataset, noisy_train: TextDataset,
                 validation: TextDataset, test: TextDataset) -> list[dict]:
@@ -319,54 +238,8 @@ def _fmt(value: float | None) -> str:
     return "-" if value is None else f"{value:.4f}"
 
 
-@gin.configurable
-@dataclasses.dataclass(frozen=True)
-class Experiment:
-    """What a G-BAIR sweep runs: the cartesian product of datasets x rates x seeds x strategies.
-
-    datasets: name -> {"train", "validation", "test"} splits (validation and test stay clean).
-    strategy_names: from `clean` (bound), tracin, tracin_by_label, tracin_cosine, self_influence, loss, random,
-      cleanlab, oracle.
-    seeds: each seed sets the corruption, the prompt initialisation and the batch order.
-    """
-
-    datasets: Mapping[str, Mapping[str, TextDataset]] = gin.REQUIRED
-    model: PromptModel = gin.REQUIRED
-    corruption_rates: Sequence[float] = gin.REQUIRED
-    strategy_names: Sequence[str] = gin.REQUIRED
-    seeds: Sequence[int] = (0,)
-    train_config: trainer.TrainConfig = trainer.TrainConfig()
-    recovery: RecoveryConfig = RecoveryConfig()
-    relabel_file: str | None = None  # decisions exported from the HTML report, applied after corruption
-
-    def __post_init__(self):
-        known = list(strategies.BOUNDS) + list(strategies.STRATEGIES)
-        unknown = [s for s in self.strategy_names if s not in known]
-        if unknown or not self.strategy_names:
-            raise UserError(f"Experiment.strategy_names: unknown {unknown or 'none given'}, expected from {known}")
-        bad_rates = [r for r in self.corruption_rates if not (isinstance(r, (int, float)) and 0 <= r < 1)]
-        if bad_rates or not self.corruption_rates:
-            raise UserError(f"Experiment.corruption_rates: {bad_rates or 'none given'}, expected numbers in [0, 1)")
-        if not self.seeds or not all(isinstance(s, int) and s >= 0 for s in self.seeds):
-            raise UserError(f"Experiment.seeds={list(self.seeds)}, expected non-negative ints")
-        for name, splits in self.datasets.items():
-            missing = [s for s in ("train", "validation", "test") if s not in splits]
-            if missing:
-                raise UserError(f"Experiment.datasets[{name!r}] has no {missing} split, expected train, validation, test")
-        if self.relabel_file is not None and not pathlib.Path(self.relabel_file).is_file():
-            raise UserError(f"RELABEL_FILE={self.relabel_file!r}: no such file")
-
-    def cells(self) -> list[Cell]:
-        return [Cell(d, float(r), int(s))
-                for d, r, s in itertools.product(self.datasets, self.corruption_rates, self.seeds)]
-
-
-@gin.configurable
-def sweep(workdir: str, experiment: Experiment = gin.REQUIRED) -> str:
-    """The main G-BAIR job: every (dataset, rate, seed, strategy) cell; returns the results table."""
-    from experiments import report  # pylint: disable=import-outside-toplevel
-    from gbair import explain  # pylint: disable=import-outside-toplevel  (explain reads this module's output)
-
+def run_sweep(workdir: str, experiment: Experiment) -> pathlib.Path:
+    """Every (dataset, rate, seed, strategy) cell of `experiment` in `workdir`; returns results.csv."""
     cells = experiment.cells()
     atomic.remove_orphans(workdir)
     runs_per_cell = 1 + sum(experiment.recovery.iterations * (4 if s == "cleanlab" else 1)
@@ -380,8 +253,4 @@ def sweep(workdir: str, experiment: Experiment = gin.REQUIRED) -> str:
         logging.info("cell %d/%d: %s rate=%g seed=%d, strategies %s", i, len(cells), cell.dataset, cell.rate,
                      cell.seed, ", ".join(experiment.strategy_names))
         run.run_cell(cell, experiment.datasets[cell.dataset], experiment.strategy_names)
-    results = run.write_results()
-    table = report.write_report(workdir)
-    pages = explain.write_reports(workdir, experiment)
-    print(f"\nResults: {results}\nHTML reports: {', '.join(map(str, pages))}\n\n{table}")
-    return table
+    return run.write_results()

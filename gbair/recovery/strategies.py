@@ -16,7 +16,7 @@ from gbair.data.dataset import TextDataset
 from gbair.influence.tracin import TracIn
 from gbair.models.prompts import PromptModel
 from gbair.train import trainer
-from gbair.train.checkpoints import PromptCheckpoint
+from gbair.models.prompts import PromptCheckpoint
 
 
 @dataclasses.dataclass(frozen=True)

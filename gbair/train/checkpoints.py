@@ -9,7 +9,6 @@ A damaged step (a truncated array file, a garbage record, a deleted folder: what
 disk leaves) is reported as `DamagedCheckpoint`, naming the step folder and what to delete.
 """
 
-import dataclasses
 import os
 import pathlib
 from typing import Any
@@ -19,6 +18,7 @@ import numpy as np
 import orbax.checkpoint as ocp
 
 from gbair import UserError
+from gbair.models.prompts import PromptCheckpoint
 
 
 class DamagedCheckpoint(UserError):
@@ -29,14 +29,6 @@ def _damaged(directory: os.PathLike, step: int, error: Exception, delete: os.Pat
     reason = (str(error).strip().splitlines() or [""])[0][:200]
     return DamagedCheckpoint(f"{pathlib.Path(directory) / str(step)}: damaged checkpoint ({type(error).__name__}: "
                              f"{reason}); delete {delete or directory} to redo that training run")
-
-
-@dataclasses.dataclass(frozen=True)
-class PromptCheckpoint:
-    step: int
-    learning_rate: float
-    prompt: np.ndarray  # [P, E] float32
-    validation: dict | None = None  # validation metrics at this step, when training recorded them
 
 
 def manager(directory: os.PathLike) -> ocp.CheckpointManager:

@@ -19,13 +19,13 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 from absl import logging
-from jax.sharding import PartitionSpec
 
 from gbair import UserError, atomic, run_record
+from gbair.batching import Progress, format_seconds, make_batch, map_batches, on_mesh, pad_indices
 from gbair.data.dataset import TextDataset
 from gbair.data.decisions import apply_decisions
 from gbair.models import prompts
-from gbair.models.prompts import DATA, PromptModel, place
+from gbair.models.prompts import PromptCheckpoint, PromptModel, place
 from gbair.train import checkpoints
 from gbair.train.metrics import classification_metrics
 
@@ -153,29 +153,6 @@ def batch_indices(num_examples: int, config: TrainConfig, step: int) -> tuple[np
     return pad_indices(chosen, config.batch_size)
 
 
-def pad_indices(indices: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray]:
-    """Pads to `size` by repeating index 0 with weight 0, so every batch has one shape (one compile)."""
-    weights = np.zeros(size, np.float32)
-    weights[:len(indices)] = 1.0
-    return np.concatenate([indices, np.zeros(size - len(indices), indices.dtype)]), weights
-
-
-def make_batch(features: dict[str, np.ndarray], labels: np.ndarray, indices: np.ndarray,
-               weights: np.ndarray) -> dict[str, np.ndarray]:
-    batch = {k: v[indices] for k, v in features.items()}
-    batch["label"] = labels[indices].astype(np.int32)
-    batch["weight"] = weights
-    return batch
-
-
-def on_mesh(model: PromptModel, batch: dict[str, np.ndarray]) -> Any:
-    """A batch split over the DATA axis of the model's mesh (replicated if it does not divide evenly)."""
-    if model.mesh is None:
-        return batch
-    split = len(batch["label"]) % model.mesh.shape[DATA] == 0
-    return place(batch, model.mesh, jax.tree.map(lambda _: PartitionSpec(DATA) if split else PartitionSpec(), batch))
-
-
 def digest(*parts: Any) -> str:
     """A short SHA-256 of JSON-able parts: how gbair names what a run or result was made from."""
     return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:16]
@@ -293,7 +270,7 @@ def resume(mngr, run_id: str, state: Any) -> tuple[int, Any]:
                     f"delete {mngr.directory} to train that run again")
 
 
-def select_checkpoint(saved: Sequence[checkpoints.PromptCheckpoint], select_by: str) -> checkpoints.PromptCheckpoint:
+def select_checkpoint(saved: Sequence[PromptCheckpoint], select_by: str) -> PromptCheckpoint:
     """The reported checkpoint: the last, or the best by a validation metric recorded at save time.
 
     Lowest loss or highest auc / accuracy / f1; ties go to the earliest step. TracIn still uses every
@@ -309,37 +286,6 @@ def select_checkpoint(saved: Sequence[checkpoints.PromptCheckpoint], select_by: 
     return max(saved, key=lambda c: (sign * c.validation[select_by], -c.step))
 
 
-class Progress:
-    """Logs step, running loss, examples/s and ETA every `every` steps."""
-
-    def __init__(self, total: int, start: int, batch_size: int, every: int):
-        self.total, self.batch_size, self.every = total, batch_size, every
-        self.last_step, self.last_time, self.losses = start, time.time(), []
-
-    def update(self, step: int, loss: jax.Array) -> None:
-        self.losses.append(loss)
-        if step % self.every and step != self.total:
-            return
-        mean_loss = float(np.mean(jax.device_get(self.losses)))  # waits for the dispatched steps
-        now = time.time()
-        rate = (step - self.last_step) * self.batch_size / max(now - self.last_time, 1e-9)
-        eta = (self.total - step) * self.batch_size / max(rate, 1e-9)
-        logging.info("step %d/%d  loss %.4f  %.1f examples/s  ETA %s", step, self.total, mean_loss, rate,
-                     format_seconds(eta))
-        self.last_step, self.last_time, self.losses = step, now, []
-
-
-def format_seconds(seconds: float) -> str:
-    minutes, secs = divmod(int(round(seconds)), 60)
-    return f"{minutes}m{secs:02d}s" if minutes else f"{secs}s"
-
-
-@functools.lru_cache(maxsize=32)
-def _jit(fn: Callable) -> Callable:
-    """One compiled version per model function, shared by every call."""
-    return jax.jit(fn)
-
-
 @functools.lru_cache(maxsize=32)
 def _softmax_logits(logits_fn: Callable) -> Callable:
     return functools.partial(_apply_softmax, logits_fn)
@@ -347,19 +293,6 @@ def _softmax_logits(logits_fn: Callable) -> Callable:
 
 def _apply_softmax(logits_fn, params, prompt, batch):
     return jax.nn.softmax(logits_fn(params, prompt, batch))
-
-
-def map_batches(fn: Callable, model: PromptModel, prompt: Any, dataset: TextDataset,
-                batch_size: int = 64) -> np.ndarray:
-    """fn(params, prompt, batch) -> [B, ...] over `dataset` in fixed-shape (padded) batches."""
-    features = model.featurize(dataset.texts)
-    compiled = _jit(fn)
-    out = []
-    for begin in range(0, len(dataset), batch_size):
-        indices, weights = pad_indices(np.arange(begin, min(begin + batch_size, len(dataset))), batch_size)
-        batch = on_mesh(model, make_batch(features, dataset.labels, indices, weights))
-        out.append(np.asarray(compiled(model.params, prompt, batch))[: len(dataset) - begin])
-    return np.concatenate(out)
 
 
 def predict(model: PromptModel, prompt: Any, dataset: TextDataset, batch_size: int = 64) -> np.ndarray:

@@ -11,7 +11,7 @@ clean and corrupted runs of the same seed; tables show its mean and a 95% Studen
 seeds ("0.62 [0.41, 0.83]"). Detection tables rank the whole training set of an iteration by a
 strategy's suspicion scores against the flipped mask (AUROC, average precision).
 
-    python -m experiments.tables WORKDIR [--metric test_f1]
+    python -m gbair.reports.tables WORKDIR [--metric test_f1]
 """
 
 import argparse
@@ -347,7 +347,7 @@ def recovery_curve(rows: list[Row], strategy: str) -> dict[Cell, list[tuple[floa
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m experiments.tables", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m gbair.reports.tables", description=__doc__.split("\n")[0])
     parser.add_argument("workdir", help="directory holding results.csv; the tables are written next to it")
     parser.add_argument("--metric", default="test_f1", choices=METRICS)
     parser.add_argument("--kind", default="table", choices=("table", "recovered", "detection"))

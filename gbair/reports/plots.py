@@ -3,7 +3,7 @@
 Drawn with matplotlib's Agg canvas directly (no pyplot, no display, no global backend switch) and
 written atomically, so a half-written PNG is never left behind.
 
-    python -m experiments.plots WORKDIR
+    python -m gbair.reports.plots WORKDIR
 """
 
 import argparse
@@ -14,7 +14,7 @@ import pathlib
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from experiments import tables
+from gbair.reports import tables
 from gbair import atomic
 
 PANEL_SIZE = (4.0, 3.0)  # inches per dataset x rate panel
@@ -101,7 +101,7 @@ def plot_recovery(rows: list[tables.Row], out_png: os.PathLike) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m experiments.plots", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m gbair.reports.plots", description=__doc__.split("\n")[0])
     parser.add_argument("workdir", help="directory holding results.csv; the PNGs are written next to it")
     args = parser.parse_args(argv)
     workdir = pathlib.Path(args.workdir)

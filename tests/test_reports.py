@@ -1,4 +1,4 @@
-"""experiments/: paper table cells, recovery curves, plots and CLIs on a hand-computed results.csv."""
+"""gbair.reports: paper table cells, recovery curves, plots and CLIs on a hand-computed results.csv."""
 
 import csv
 import pathlib
@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from experiments import plots, report, tables
+from gbair.reports import paper, plots, tables
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -146,7 +146,7 @@ def test_plots_write_png_files_without_a_display(workdir, monkeypatch):
 
 
 def test_report_writes_tables_and_plots(workdir):
-    printed = report.write_report(workdir)
+    printed = paper.write_report(workdir)
     assert printed.startswith("test_f1 (mean ± std over seeds):\n" + EXPECTED_F1_MARKDOWN)
     assert (workdir / "table_test_f1.md").read_text(encoding="utf-8") == EXPECTED_F1_MARKDOWN
     with open(workdir / "table_test_accuracy.csv", newline="", encoding="utf-8") as f:
@@ -161,11 +161,11 @@ def test_report_writes_tables_and_plots(workdir):
 
 def test_clis(workdir):
     env = {"PATH": "/usr/bin:/bin", "MPLBACKEND": "", "PYTHONPATH": str(REPO)}
-    out = subprocess.run([sys.executable, "-m", "experiments.tables", str(workdir)], cwd=REPO, env=env,
+    out = subprocess.run([sys.executable, "-m", "gbair.reports.tables", str(workdir)], cwd=REPO, env=env,
                          capture_output=True, text=True, check=True).stdout
     assert out == EXPECTED_F1_MARKDOWN == (workdir / "table_test_f1.md").read_text(encoding="utf-8")
     assert (workdir / "table_test_f1.csv").read_text(encoding="utf-8").startswith("dataset,corruption_rate,clean,")
-    subprocess.run([sys.executable, "-m", "experiments.plots", str(workdir)], cwd=REPO, env=env,
+    subprocess.run([sys.executable, "-m", "gbair.reports.plots", str(workdir)], cwd=REPO, env=env,
                    capture_output=True, text=True, check=True)
     assert (workdir / "recovery.png").read_bytes().startswith(PNG_SIGNATURE)
 

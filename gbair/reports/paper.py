@@ -1,9 +1,9 @@
-"""Everything the paper needs from one run directory, in one call at the end of the main job."""
+"""Everything the paper needs from one run directory: tables, recovered fractions, detection, plots."""
 
 import os
 import pathlib
 
-from experiments import plots, tables
+from gbair.reports import plots, tables
 from gbair import atomic
 
 

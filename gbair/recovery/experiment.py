@@ -1,0 +1,154 @@
+"""What a G-BAIR run is and how its workdir is laid out: read by the sweep that writes it
+(gbair.recovery.loop) and by the tools that read it back (gbair.explain, gbair.reports).
+
+WORKDIR/cells/<dataset>/rate=<r>/seed=<s>/ holds one folder per training run (`corrupted`, then
+<strategy>/it<t>), identity.json (what determines the cell's results), <strategy>/done.json (a
+finished strategy's rows), <strategy>/it<t>/state.json (a finished iteration's training set and row)
+and, for TracIn strategies, <strategy>/it<t>/explanations.npz. The clean bound, the same at every
+rate, is trained once in WORKDIR/cells/<dataset>/clean/seed=<s>/. WORKDIR/results.csv has COLUMNS.
+"""
+
+import dataclasses
+import io
+import itertools
+import pathlib
+from typing import Any, Literal, Mapping, Sequence
+
+import gin
+import numpy as np
+
+from gbair import UserError, atomic
+from gbair.data.corruption import corrupt_labels
+from gbair.data.dataset import TextDataset
+from gbair.data.decisions import apply_decisions
+from gbair.models.prompts import PromptModel
+from gbair.recovery import strategies
+from gbair.train import trainer
+
+COLUMNS = ("dataset", "strategy", "corruption_rate", "seed", "iteration", "n_train", "n_flagged",
+           "n_flagged_corrupted", "n_corrupted_remaining", "test_accuracy", "test_f1", "test_auc", "wall_time_s",
+           "selected_step", "n_misclassified", "detection_auroc", "detection_ap", "precision_at_k", "recall_at_k")
+
+
+@gin.configurable
+@dataclasses.dataclass(frozen=True)
+class RecoveryConfig:
+    """How each G-BAIR iteration cleans the training set.
+
+    iterations: T, cleaning rounds after iteration 0.
+    flag_fraction: k as a fraction of the current training set (used when flag_count is 0).
+    flag_count: k as a count.
+    action: `remove` the flagged examples or `relabel` them (to the model's most likely other class).
+    balance_classes: TracIn strategies weigh each class of the misclassified set V equally (else
+      every example of V counts once, and the majority error class dominates the sum).
+    stratified_corruption: flip labels in proportion to class sizes.
+    """
+
+    iterations: int = 2
+    flag_fraction: float = 0.1
+    flag_count: int = 0
+    action: Literal["remove", "relabel"] = "remove"
+    balance_classes: bool = False
+    stratified_corruption: bool = False
+    tracin_batch_size: int = 32
+
+    def __post_init__(self):
+        if self.action not in ("remove", "relabel"):
+            raise UserError(f"RecoveryConfig.action={self.action!r}, expected 'remove' or 'relabel'")
+        if self.iterations < 0 or self.flag_count < 0 or not 0 <= self.flag_fraction <= 1:
+            raise UserError(f"RecoveryConfig: iterations={self.iterations}, flag_count={self.flag_count}, "
+                            f"flag_fraction={self.flag_fraction}; expected >= 0, >= 0 and in [0, 1]")
+        if self.tracin_batch_size <= 0:
+            raise UserError(f"RecoveryConfig.tracin_batch_size={self.tracin_batch_size}, expected > 0")
+
+    def k(self, n_train: int) -> int:
+        return min(n_train, self.flag_count or int(round(self.flag_fraction * n_train)))
+
+
+EXPLAIN_FILE = "explanations.npz"
+IDENTITY_FILE = "identity.json"
+
+
+def save_explanations(path: pathlib.Path, train: TextDataset, misclassified: TextDataset, predicted: np.ndarray,
+                      influence: Mapping[str, np.ndarray], flagged: np.ndarray) -> None:
+    """What `gbair.explain` and the HTML report show for one iteration (numpy arrays, no pickle)."""
+    buffer = io.BytesIO()
+    np.savez(buffer, train_ids=np.array(train.ids, dtype=str), train_labels=train.labels,
+             query_ids=np.array(misclassified.ids, dtype=str), query_labels=misclassified.labels,
+             predicted=predicted, dot=influence["dot"], cosine=influence["cosine"], flagged=flagged)
+    atomic.write_bytes(path, buffer.getvalue())
+
+
+def load_explanations(path: pathlib.Path) -> dict[str, np.ndarray]:
+    """What `save_explanations` wrote (no pickle)."""
+    with np.load(path, allow_pickle=False) as saved:
+        return {key: saved[key] for key in saved.files}
+
+
+@dataclasses.dataclass(frozen=True)
+class Cell:
+    dataset: str
+    rate: float
+    seed: int
+
+    @property
+    def path(self) -> pathlib.Path:
+        return pathlib.Path("cells") / self.dataset / f"rate={self.rate:g}" / f"seed={self.seed}"
+
+    @property
+    def clean_path(self) -> pathlib.Path:
+        """The clean bound does not depend on the rate: one run per (dataset, seed), shared by every rate."""
+        return pathlib.Path("cells") / self.dataset / "clean" / f"seed={self.seed}"
+
+    def row(self, strategy: str, iteration: int, **values) -> dict[str, Any]:
+        return {"dataset": self.dataset, "strategy": strategy, "corruption_rate": self.rate, "seed": self.seed,
+                "iteration": iteration, **values}
+
+
+def corrupted_train(cell: Cell, clean_train: TextDataset, recovery: RecoveryConfig,
+                    relabel_file: str | None) -> TextDataset:
+    """The cell's corrupted training set, with a person's decisions applied when given."""
+    noisy, _ = corrupt_labels(clean_train, cell.rate, seed=cell.seed, stratified=recovery.stratified_corruption)
+    return apply_decisions(noisy, relabel_file) if relabel_file else noisy
+
+
+@gin.configurable
+@dataclasses.dataclass(frozen=True)
+class Experiment:
+    """What a G-BAIR sweep runs: the cartesian product of datasets x rates x seeds x strategies.
+
+    datasets: name -> {"train", "validation", "test"} splits (validation and test stay clean).
+    strategy_names: from `clean` (bound), tracin, tracin_by_label, tracin_cosine, self_influence, loss, random,
+      cleanlab, oracle.
+    seeds: each seed sets the corruption, the prompt initialisation and the batch order.
+    """
+
+    datasets: Mapping[str, Mapping[str, TextDataset]] = gin.REQUIRED
+    model: PromptModel = gin.REQUIRED
+    corruption_rates: Sequence[float] = gin.REQUIRED
+    strategy_names: Sequence[str] = gin.REQUIRED
+    seeds: Sequence[int] = (0,)
+    train_config: trainer.TrainConfig = trainer.TrainConfig()
+    recovery: RecoveryConfig = RecoveryConfig()
+    relabel_file: str | None = None  # decisions exported from the HTML report, applied after corruption
+
+    def __post_init__(self):
+        known = list(strategies.BOUNDS) + list(strategies.STRATEGIES)
+        unknown = [s for s in self.strategy_names if s not in known]
+        if unknown or not self.strategy_names:
+            raise UserError(f"Experiment.strategy_names: unknown {unknown or 'none given'}, expected from {known}")
+        bad_rates = [r for r in self.corruption_rates if not (isinstance(r, (int, float)) and 0 <= r < 1)]
+        if bad_rates or not self.corruption_rates:
+            raise UserError(f"Experiment.corruption_rates: {bad_rates or 'none given'}, expected numbers in [0, 1)")
+        if not self.seeds or not all(isinstance(s, int) and s >= 0 for s in self.seeds):
+            raise UserError(f"Experiment.seeds={list(self.seeds)}, expected non-negative ints")
+        for name, splits in self.datasets.items():
+            missing = [s for s in ("train", "validation", "test") if s not in splits]
+            if missing:
+                raise UserError(f"Experiment.datasets[{name!r}] has no {missing} split, expected train, validation, test")
+        if self.relabel_file is not None and not pathlib.Path(self.relabel_file).is_file():
+            raise UserError(f"RELABEL_FILE={self.relabel_file!r}: no such file")
+
+    def cells(self) -> list[Cell]:
+        return [Cell(d, float(r), int(s))
+                for d, r, s in itertools.product(self.datasets, self.corruption_rates, self.seeds)]

@@ -1,0 +1,2 @@
+"""What a finished (or running) G-BAIR workdir says: tables, recovered fractions and plots, read from
+WORKDIR/results.csv (`paper.write_report`; CLIs: `python -m gbair.reports.tables|plots WORKDIR`)."""
