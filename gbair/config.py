@@ -50,9 +50,11 @@ def parse(files: Sequence[str], bindings: Sequence[str]) -> list[str]:
     found = [find_gin_file(f) for f in files]
     try:
         gin.parse_config_files_and_bindings(found, bindings)
-    except (ValueError, SyntaxError, tokenize.TokenError, OSError) as e:
-        raise UsageError(f"gin config: {str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__}"
-                         ) from e
+    except (SyntaxError, tokenize.TokenError) as e:  # gin's parser: args = (message, position)
+        raise UsageError(f"gin config: cannot parse ({e.args[0] if e.args else type(e).__name__}); check the "
+                         f"brackets and quotes of the --gin bindings and gin files") from e
+    except (ValueError, OSError) as e:
+        raise UsageError(f"gin config: {(str(e).strip().splitlines() or [type(e).__name__])[0]}") from e
     run_record.remember(found, list(bindings))
     return found
 
