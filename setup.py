@@ -9,6 +9,7 @@ setuptools.setup(
     long_description=open("README.md", encoding="utf-8").read(),
     long_description_content_type="text/markdown",
     packages=setuptools.find_packages(include=["gbair", "gbair.*"]),
+    package_data={"gbair.data": ["spam_assassin_ids.txt"]},  # the pinned ids the embedded splits use
     python_requires=">=3.10",
     install_requires=[
         "absl-py>=2.1",

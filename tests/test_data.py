@@ -380,3 +380,36 @@ def test_skipped_records_are_a_warning_naming_them(spam_fixture_dir, caplog):
     assert report.n_skipped  # the fixtures hold broken records on purpose
     warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
     assert any(all(name in message for names in report.skipped.values() for name in names) for message in warnings)
+
+
+def toy_universe(n: int = 300) -> TextDataset:
+    labels = (np.arange(n) % 3 == 0).astype(int)
+    return TextDataset(tuple(f"g/{i:04d}" for i in range(n)), tuple(f"text {i}" for i in range(n)), labels,
+                       ("g",) * n, ("ham", "spam"))
+
+
+def split_of(splits):
+    return {example_id: name for name, part in splits.items() for example_id in part.ids}
+
+
+def test_a_skipped_record_leaves_a_gap_instead_of_reshuffling_the_splits():
+    full = toy_universe()
+    sizes = {"train": 150, "validation": 60, "test": 60}
+    universe = list(zip(full.ids, full.labels.tolist()))
+    before = split_of(stratified_split(full, sizes, seed=3, universe=universe))
+    assert before == split_of(stratified_split(full, sizes, seed=3))  # nothing skipped: today's splits
+    skipped = next(i for i in full.ids if before.get(i) == "train")
+    rest = full.subset([i for i, example_id in enumerate(full.ids) if example_id != skipped])
+    after = split_of(stratified_split(rest, sizes, seed=3, universe=universe))
+    moved = [i for i in after if before.get(i) != after[i]]
+    assert len(moved) <= 2 * 2  # at most one example per class per split boundary (two boundaries)
+    reshuffled = split_of(stratified_split(rest, sizes, seed=3))  # without the universe: everything moves
+    assert sum(before.get(i) != reshuffled[i] for i in reshuffled) > 10 * 2 * 2
+
+
+def test_the_pinned_ids_are_what_the_pinned_corpus_loads():
+    from gbair import assets  # pylint: disable=import-outside-toplevel
+    from gbair.data import tasks  # pylint: disable=import-outside-toplevel
+
+    dataset, _ = spam_assassin.load_spam_assassin(assets.verified_spam_assassin_dir())
+    assert list(dataset.ids) == tasks.PINNED_IDS.read_text().split()

@@ -209,12 +209,19 @@ def _round_allocation(sizes: Sequence[int], class_counts: Sequence[int]) -> np.n
 
 
 def stratified_split(
-    dataset: TextDataset, sizes: Mapping[str, int], *, seed: int
+    dataset: TextDataset, sizes: Mapping[str, int], *, seed: int,
+    universe: Sequence[tuple[str, int]] | None = None,
 ) -> dict[str, TextDataset]:
     """Disjoint splits of exact ``sizes`` whose class mix matches the full set.
 
     Deterministic in ``seed`` and the order of ``sizes``; each class count is
     within 1 of ``size * class_fraction``.  Examples not in any split are dropped.
+
+    ``universe``: the (id, label) pairs of the whole corpus the dataset was loaded from, in a fixed
+    order (default: the dataset itself). Each class's order is drawn over the universe, and an
+    example missing from ``dataset`` (a record skipped on load) leaves a gap that the next example
+    of its class fills: one skipped record moves at most one example of its class across each
+    split boundary instead of reshuffling every split.
     """
     names = list(sizes)
     counts = [sizes[k] for k in names]
@@ -235,7 +242,18 @@ def stratified_split(
     rng = np.random.default_rng(seed)
     if len(dataset) == 0:
         return {name: dataset.subset([]) for name in names}
-    per_class = [rng.permutation(np.flatnonzero(dataset.labels == c)) for c in range(len(dataset.class_names))]
+    if universe is None:
+        universe = list(zip(dataset.ids, dataset.labels.tolist()))
+    universe_ids = [example_id for example_id, _ in universe]
+    unknown = set(dataset.ids) - set(universe_ids)
+    if unknown:
+        raise UserError(f"stratified_split: {len(unknown)} ids are not in the universe, e.g. {sorted(unknown)[:3]}")
+    position = {example_id: i for i, example_id in enumerate(dataset.ids)}
+    universe_labels = np.array([label for _, label in universe], np.int64)
+    per_class = []
+    for c in range(len(dataset.class_names)):
+        order = rng.permutation(np.flatnonzero(universe_labels == c))
+        per_class.append(np.array([position[universe_ids[u]] for u in order if universe_ids[u] in position], np.int64))
     alloc = _round_allocation(counts, [len(p) for p in per_class])
 
     taken = [0] * len(per_class)

@@ -1,5 +1,6 @@
 """Gin-configurable dataset providers: each returns {"train", "validation", "test"} TextDatasets."""
 
+import pathlib
 from typing import Mapping, Sequence
 
 import gin
@@ -20,9 +21,18 @@ def spam_assassin_splits(
 ) -> dict[str, TextDataset]:
     """Stratified splits of SpamAssassin with exact `sizes` (e.g. {"train": 1200, ...}) from `seed`.
 
-    data_dir defaults to the corpus installed by `python -m gbair.assets`.
+    data_dir defaults to the corpus installed by `python -m gbair.assets` (digest-checked); its
+    splits are drawn over the pinned list of the ids it loads as (spam_assassin_ids.txt), so a
+    record skipped on load leaves a gap instead of reshuffling every split.
     """
     dataset, _ = spam_assassin.load_spam_assassin(
         data_dir or assets.verified_spam_assassin_dir(), groups=groups, max_chars=max_chars
     )
-    return stratified_split(dataset, dict(sizes), seed=seed)
+    universe = None
+    if data_dir is None:
+        pinned = [example_id for example_id in PINNED_IDS.read_text().split() if example_id.split("/")[0] in groups]
+        universe = [(example_id, spam_assassin.label_for_group(example_id.split("/")[0])) for example_id in pinned]
+    return stratified_split(dataset, dict(sizes), seed=seed, universe=universe)
+
+
+PINNED_IDS = pathlib.Path(__file__).with_name("spam_assassin_ids.txt")
