@@ -14,6 +14,7 @@ setuptools.setup(
     install_requires=[
         "absl-py>=2.1",
         "cleanlab>=2.6",  # the cleanlab baseline
+        "clu>=0.0.12",  # TensorBoard scalars through clu's metric writers (as T5X writes them)
         "flax>=0.10",
         "gin-config>=0.5",
         "jax>=0.4.35",
@@ -25,6 +26,7 @@ setuptools.setup(
         "safetensors>=0.4",
         "sentencepiece>=0.2",  # T5's vocabulary
         "seqio>=0.0.19",  # the safety datasets as seqio tasks (pulls in TensorFlow, CPU build)
+        "tensorboard>=2.16",  # clu's summary writer needs it; the tests read the event files back
         "tensorflow-datasets>=4.9",  # civil_comments, wikipedia_toxicity_subtypes
         "tensorstore>=0.1.60",  # zarr arrays of legacy T5X checkpoints
         "tokenizers>=0.20",

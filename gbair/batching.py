@@ -15,6 +15,7 @@ from jax.sharding import PartitionSpec
 
 from gbair.data.dataset import TextDataset
 from gbair.models.prompts import DATA, PromptModel, place
+from gbair.scalars import Scalars
 
 
 def pad_indices(indices: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray]:
@@ -66,8 +67,8 @@ class Progress:
     Rates count finished steps only: the clock starts once the first step's result is ready (so
     compilation is not counted) and each line waits for the steps it reports."""
 
-    def __init__(self, total: int, start: int, batch_size: int, every: int):
-        self.total, self.batch_size, self.every = total, batch_size, every
+    def __init__(self, total: int, start: int, batch_size: int, every: int, scalars: Scalars | None = None):
+        self.total, self.batch_size, self.every, self.scalars = total, batch_size, every, scalars
         self.last_step, self.last_time, self.losses = start, None, []
 
     def update(self, step: int, loss: jax.Array) -> None:
@@ -83,6 +84,8 @@ class Progress:
         eta = (self.total - step) * self.batch_size / max(rate, 1e-9)
         logging.info("step %d/%d  loss %.4f  %.1f examples/s  ETA %s", step, self.total, mean_loss, rate,
                      format_seconds(eta))
+        if self.scalars is not None:
+            self.scalars.write(step, {"train/loss": mean_loss, "train/examples_per_s": rate})
         self.last_step, self.last_time, self.losses = step, now, []
 
 

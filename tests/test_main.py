@@ -33,6 +33,9 @@ def test_train_run_writes_metrics_prompt_and_checkpoints_then_resumes(tmp_path, 
     assert prompt.shape == (4, 32) and prompt.dtype == np.float32
     assert sorted(p.name for p in (tmp_path / "checkpoints").iterdir()) == ["2", "4"]
     assert "step 4/4" in first.stderr
+    scalars = read_scalars(tmp_path / "tensorboard")
+    assert sorted(scalars["train/loss"]) == [4]  # log_every 5; no validation during training (select_by last)
+    assert all(v > 0 for v in scalars["train/examples_per_s"].values())
     assert "checkpoint_manager.py" not in first.stderr  # library INFO chatter is filtered out
 
     again = run_main(tmp_path, model_dir=tiny_bert_dir, data_dir=spam_fixture_dir)
@@ -42,6 +45,17 @@ def test_train_run_writes_metrics_prompt_and_checkpoints_then_resumes(tmp_path, 
     assert {k: v for k, v in resumed.items() if k != "wall_time_s"} == {
         k: v for k, v in metrics.items() if k != "wall_time_s"}
     np.testing.assert_array_equal(np.load(tmp_path / "prompt.npy"), prompt)
+
+
+def read_scalars(logdir) -> dict[str, dict[int, float]]:
+    """tag -> {step: value} of every event file under `logdir`, read with TensorBoard's own reader."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    from tensorboard.util import tensor_util
+
+    events = EventAccumulator(str(logdir))
+    events.Reload()
+    return {tag: {e.step: float(tensor_util.make_ndarray(e.tensor_proto)) for e in events.Tensors(tag)}
+            for tag in events.Tags()["tensors"]}
 
 
 def test_missing_data_says_how_to_install(tmp_path, tiny_bert_dir):

@@ -17,6 +17,7 @@ from gbair.recovery import experiment, strategies
 from gbair.train import checkpoints as prompt_checkpoints
 from gbair.train import trainer
 from gbair.recovery.experiment import COLUMNS
+from tests.test_main import read_scalars
 
 REPO = pathlib.Path(__file__).resolve().parent.parent
 
@@ -80,6 +81,17 @@ def test_rows_follow_the_bookkeeping(uninterrupted):
             assert 0 < int(row["n_misclassified"]) <= 16
     assert all(float(r["detection_auroc"]) == float(r["detection_ap"]) == 1.0
                for r in by_strategy["oracle"] if r["iteration"] != "0")
+
+
+def test_tensorboard_scalars_of_every_run_and_strategy_are_readable(uninterrupted):
+    workdir, _ = uninterrupted
+    rows = [r for r in read_rows(workdir) if r["strategy"] == "tracin"]
+    cell = next((workdir / "tensorboard" / "cells").glob("*/rate=*/seed=*"))
+    strategy = read_scalars(cell / "tracin")
+    assert strategy["test/f1"] == {int(r["iteration"]): pytest.approx(float(r["test_f1"])) for r in rows}
+    assert sorted(strategy["flagged/precision"]) == [1, 2]
+    run = read_scalars(cell / "tracin" / "it1")
+    assert sorted(run["train/loss"]) == [10] and sorted(run["validation/loss"]) == [5, 10]  # log_every 25
 
 
 def test_every_run_trains_the_same_number_of_steps_and_reports_its_validation_choice(uninterrupted):

@@ -6,6 +6,7 @@ WORKDIR/cells/<dataset>/rate=<r>/seed=<s>/ holds one folder per training run (`c
 finished strategy's rows), <strategy>/it<t>/state.json (a finished iteration's training set and row)
 and, for TracIn strategies, <strategy>/it<t>/explanations.npz. The clean bound, the same at every
 rate, is trained once in WORKDIR/cells/<dataset>/clean/seed=<s>/. WORKDIR/results.csv has COLUMNS.
+WORKDIR/tensorboard/ mirrors cells/: scalars of every training run and every strategy's iterations.
 """
 
 import dataclasses
@@ -67,6 +68,7 @@ class RecoveryConfig:
 
 EXPLAIN_FILE = "explanations.npz"
 IDENTITY_FILE = "identity.json"
+SCALARS_DIR = "tensorboard"  # WORKDIR/tensorboard/<run or strategy folder>/: TensorBoard event files
 
 
 def save_explanations(path: pathlib.Path, train: TextDataset, misclassified: TextDataset, predicted: np.ndarray,

@@ -32,8 +32,9 @@ from gbair.data.dataset import TextDataset
 from gbair.influence.tracin import TracIn
 from gbair.models.prompts import PromptCheckpoint, PromptModel
 from gbair.recovery import strategies
-from gbair.recovery.experiment import (COLUMNS, EXPLAIN_FILE, IDENTITY_FILE, Cell, Experiment, RecoveryConfig,
-                                       corrupted_train, save_explanations)
+from gbair.scalars import Scalars
+from gbair.recovery.experiment import (COLUMNS, EXPLAIN_FILE, IDENTITY_FILE, SCALARS_DIR, Cell, Experiment,
+                                       RecoveryConfig, corrupted_train, save_explanations)
 from gbair.train import checkpoints as prompt_checkpoints
 from gbair.train import trainer
 from gbair.train.metrics import detection_metrics
@@ -92,7 +93,8 @@ class Sweep:
         start = time.time()
         config = dataclasses.replace(self.train_config, seed=seed)
         trainer.train(self.model, train, config, self.workdir / directory / "checkpoints",
-                      validation=None if config.select_by == "last" else validation)
+                      validation=None if config.select_by == "last" else validation,
+                      scalars_dir=self.workdir / SCALARS_DIR / directory)
         self.runs_done += 1
         self.run_seconds += time.time() - start
         remaining = (self.total_runs - self.runs_done) * self.run_seconds / self.runs_done
@@ -142,6 +144,7 @@ class Sweep:
             else:
                 rows = [cell.row(name, 0, **corrupted)] + self.iterate(cell, name, clean_train, noisy_train,
                                                                        validation, test)
+            write_scalars(self.workdir / SCALARS_DIR / cell.path / name, rows)
             atomic.write_json(done, rows)
             self.write_results()
 
@@ -232,6 +235,19 @@ class Sweep:
         writer.writerows({k: ("" if row.get(k) is None else row[k]) for k in COLUMNS} for row in rows)
         atomic.write_text(self.workdir / "results.csv", out.getvalue())
         return self.workdir / "results.csv"
+
+
+def write_scalars(logdir: pathlib.Path, rows: Sequence[dict]) -> None:
+    """A strategy's test metrics, flagged precision and detection per iteration (step = iteration)."""
+    scalars = Scalars(logdir)
+    for row in rows:
+        flagged = row.get("n_flagged") or 0
+        scalars.write(row["iteration"], {
+            **{f"test/{m}": row.get(f"test_{m}") for m in ("f1", "auc", "accuracy")},
+            "flagged/precision": row["n_flagged_corrupted"] / flagged if flagged else None,
+            "flagged/detection_auroc": row.get("detection_auroc"), "flagged/detection_ap": row.get("detection_ap"),
+            "n_corrupted_remaining": row.get("n_corrupted_remaining")})
+    scalars.close()
 
 
 def _fmt(value: float | None) -> str:

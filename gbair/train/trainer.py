@@ -26,6 +26,7 @@ from gbair.data.dataset import TextDataset
 from gbair.data.decisions import apply_decisions
 from gbair.models import prompts
 from gbair.models.prompts import PromptCheckpoint, PromptModel, place
+from gbair.scalars import Scalars
 from gbair.train import checkpoints
 from gbair.train.metrics import classification_metrics
 
@@ -199,10 +200,13 @@ def fingerprint(model: PromptModel, dataset: TextDataset, config: TrainConfig,
 
 
 def train(model: PromptModel, dataset: TextDataset, config: TrainConfig,
-          checkpoint_dir: os.PathLike | None = None, validation: TextDataset | None = None) -> TrainResult:
+          checkpoint_dir: os.PathLike | None = None, validation: TextDataset | None = None,
+          scalars_dir: os.PathLike | None = None) -> TrainResult:
     """Tunes a fresh prompt (from `config.seed`) on `dataset`; resumes from `checkpoint_dir` if it has state.
 
     With `validation`, every checkpoint's record also holds its validation metrics (see `select_checkpoint`).
+    With `scalars_dir`, loss, examples/s and validation metrics also go to TensorBoard there
+    (a resumed run writes the steps after its checkpoint again; TensorBoard shows the latest).
     """
     start_time = time.time()
     features = model.featurize(dataset.texts)
@@ -226,7 +230,8 @@ def train(model: PromptModel, dataset: TextDataset, config: TrainConfig,
         state = place(jax.device_get(state), model.mesh)  # replicated beside the (sharded) params
 
     train_step = _train_step_fn(model.loss_fn, optimizer)
-    progress = Progress(total_steps, first_step, config.batch_size, config.log_every)
+    scalars = Scalars(scalars_dir)
+    progress = Progress(total_steps, first_step, config.batch_size, config.log_every, scalars)
     for step in range(first_step, total_steps):
         batch = on_mesh(model, make_batch(features, dataset.labels, *batch_indices(len(dataset), config, step)))
         state, loss = train_step(model.params, state, batch)
@@ -238,8 +243,10 @@ def train(model: PromptModel, dataset: TextDataset, config: TrainConfig,
                 record["validation"] = evaluate(model, state["prompt"], validation, config.eval_batch_size)
                 logging.info("step %d: validation %s", step + 1,
                              "  ".join(f"{k} {v:.4f}" for k, v in record["validation"].items() if v is not None))
+                scalars.write(step + 1, {f"validation/{k}": v for k, v in record["validation"].items()})
             checkpoints.save(mngr, step + 1, state, record)
             saved.append(step + 1)
+    scalars.close()
     return TrainResult(np.asarray(state["prompt"], np.float32), total_steps, tuple(saved),
                        time.time() - start_time)
 
@@ -321,7 +328,7 @@ def train_and_evaluate(workdir: str, *, model: PromptModel = gin.REQUIRED,
     relabel_file: decisions (see gbair.data.decisions) applied to the training split first.
 
     Writes WORKDIR/checkpoints/ (resumable), WORKDIR/prompt.npy (the checkpoint chosen by
-    config.select_by) and WORKDIR/metrics.json.
+    config.select_by), WORKDIR/metrics.json and TensorBoard scalars in WORKDIR/tensorboard/.
     """
     workdir = pathlib.Path(workdir)
     atomic.remove_orphans(workdir)
@@ -331,7 +338,8 @@ def train_and_evaluate(workdir: str, *, model: PromptModel = gin.REQUIRED,
     train_set = apply_decisions(splits["train"], relabel_file) if relabel_file else splits["train"]
     logging.info("Training on %s; validation %s; test %s", train_set, splits["validation"], splits["test"])
     result = train(model, train_set, config, workdir / "checkpoints",
-                   validation=None if config.select_by == "last" else splits["validation"])
+                   validation=None if config.select_by == "last" else splits["validation"],
+                   scalars_dir=workdir / "tensorboard")
     chosen = select_checkpoint(checkpoints.load_prompt_checkpoints(workdir / "checkpoints"), config.select_by)
     metrics: dict[str, Any] = {"steps": result.steps, "wall_time_s": round(result.wall_time_s, 3),
                                "checkpoint_steps": list(result.checkpoint_steps), "selected_step": chosen.step}
