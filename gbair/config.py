@@ -1,4 +1,4 @@
-"""Gin set-up shared by the entry points: where configs live, how a run records its config, logging.
+"""Gin set-up shared by the entry points: where configs live, parsing, running the configured job, logs.
 
 `parse` remembers what it parsed; the job records it in WORKDIR/gin_config.json once it has validated
 it (gbair.run_record), so tools such as `python -m gbair.explain` can rebuild the same model and data.

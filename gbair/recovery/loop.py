@@ -41,7 +41,7 @@ from gbair.train.metrics import detection_metrics
 
 
 class Sweep:
-    """Runs and records cells; see the module docstring for the on-disk layout."""
+    """Runs and records cells (layout: gbair.recovery.experiment; guarantees: this module's docstring)."""
 
     def __init__(self, workdir: str | pathlib.Path, model: PromptModel, train_config: trainer.TrainConfig,
                  recovery: RecoveryConfig, total_runs: int, relabel_file: str | None = None):
