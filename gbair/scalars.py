@@ -3,7 +3,8 @@
 One event folder per training run (loss and examples/s every log window, validation metrics at
 every checkpoint) and per G-BAIR strategy of a cell (test metrics, flagged precision and detection
 per iteration, step = iteration), so `tensorboard --logdir WORKDIR/tensorboard` shows them all.
-Only process 0 writes. clu (and TensorFlow under it) is imported on the first write only.
+Only process 0 writes. clu (and TensorFlow under it) is imported on the first write only, with
+TensorFlow kept off the GPUs (they are JAX's).
 """
 
 import os
@@ -25,8 +26,7 @@ class Scalars:
         if self.logdir is None or not values:
             return
         if self._writer is None:
-            from clu import metric_writers  # pylint: disable=import-outside-toplevel  (imports TensorFlow)
-            self._writer = metric_writers.create_default_writer(self.logdir, asynchronous=False)
+            self._writer = _create_writer(self.logdir)
         self._writer.write_scalars(step, values)
         self._writer.flush()
 
@@ -34,3 +34,11 @@ class Scalars:
         if self._writer is not None:
             self._writer.close()
             self._writer = None
+
+
+def _create_writer(logdir: str):
+    import tensorflow as tf  # pylint: disable=import-outside-toplevel
+    from clu import metric_writers  # pylint: disable=import-outside-toplevel
+
+    tf.config.set_visible_devices([], "GPU")  # TensorFlow only writes event files
+    return metric_writers.create_default_writer(logdir, asynchronous=False)

@@ -120,8 +120,9 @@ class Experiment:
     """What a G-BAIR sweep runs: the cartesian product of datasets x rates x seeds x strategies.
 
     datasets: name -> {"train", "validation", "test"} splits (validation and test stay clean).
-    strategy_names: from `clean` (bound), tracin, tracin_by_label, tracin_cosine, self_influence, loss, random,
-      cleanlab, oracle.
+    strategy_names: from `clean` (bound) and gbair.recovery.strategies.STRATEGIES: tracin,
+      tracin_by_label, tracin_cosine, influence_function, influence_function_by_label,
+      self_influence, loss, random, cleanlab, oracle.
     seeds: each seed sets the corruption, the prompt initialisation and the batch order.
     """
 

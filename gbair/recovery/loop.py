@@ -48,7 +48,7 @@ class Sweep:
         self.workdir, self.model, self.relabel_file = pathlib.Path(workdir), model, relabel_file
         self.train_config, self.recovery = train_config, recovery
         self.total_runs, self.runs_done, self.run_seconds = total_runs, 0, 0.0
-        self._influence: dict[pathlib.Path, dict[str, np.ndarray]] = {}  # TracIn matrices by scored run
+        self._influence: dict[tuple[pathlib.Path, str], dict[str, np.ndarray]] = {}  # by (scored run, family)
 
     # ---- what a folder's results were made from ---------------------------------------------------
 
@@ -171,8 +171,7 @@ class Sweep:
                 break
             is_corrupted = train.labels != clean_train.by_ids(train.ids).labels
             misclassified = validation.subset(np.flatnonzero(wrong))
-            influence = self.tracin_matrices(previous, checkpoints, train, misclassified) \
-                if name in strategies.TRACIN_BASED else None
+            influence = self.influence_matrices(previous, checkpoints, train, misclassified, name)
             context = strategies.SelectionContext(
                 model=self.model, train=train, checkpoints=checkpoints, prompt=chosen.prompt,
                 misclassified=misclassified, corrupted=is_corrupted, seed=cell.seed,
@@ -181,7 +180,7 @@ class Sweep:
                 balance_classes=self.recovery.balance_classes)
             suspicion = strategies.score(name, context)
             flagged = strategies.top_k(suspicion, self.recovery.k(len(train)))
-            if influence is not None:
+            if name in strategies.TRACIN_BASED:
                 save_explanations(self.workdir / directory / EXPLAIN_FILE, train, misclassified,
                                   predicted[wrong], influence, flagged)
             train = self.apply(train, flagged, chosen.prompt)
@@ -200,15 +199,29 @@ class Sweep:
             previous = directory
         return rows
 
-    def tracin_matrices(self, scored_run: pathlib.Path, checkpoints, train: TextDataset,
-                        misclassified: TextDataset) -> dict[str, np.ndarray]:
-        """Dot and cosine TracIn [N_train, |V|] of a run's trajectory, computed once per run: every
-        TracIn strategy at iteration 1 scores the same corrupted run."""
-        if scored_run not in self._influence:
-            scorer = TracIn(self.model, checkpoints, batch_size=self.recovery.tracin_batch_size)
-            self._influence = {scored_run: dict(zip(("dot", "cosine"),
-                                                    scorer.influence_dot_and_cosine(train, misclassified)))}
-        return self._influence[scored_run]
+    def influence_matrices(self, scored_run: pathlib.Path, checkpoints, train: TextDataset,
+                           misclassified: TextDataset, strategy: str) -> dict[str, np.ndarray] | None:
+        """The [N_train, |V|] influence matrices a strategy reads (TracIn dot and cosine, or the influence
+        function), computed once per scored run: every strategy of a family at iteration 1 scores the
+        same corrupted run."""
+        if strategy in strategies.TRACIN_BASED:
+            family = "tracin"
+        elif strategy in strategies.INFLUENCE_FUNCTION_BASED:
+            family = "influence_function"
+        else:
+            return None
+        key = (scored_run, family)
+        if key not in self._influence:
+            batch = self.recovery.tracin_batch_size
+            if family == "tracin":
+                scorer = TracIn(self.model, checkpoints, batch_size=batch)
+                matrices = dict(zip(("dot", "cosine"), scorer.influence_dot_and_cosine(train, misclassified)))
+            else:
+                matrices = {"influence_function": strategies.influence_function_matrix(
+                    self.model, checkpoints, train, misclassified, batch)}
+            self._influence = {k: v for k, v in self._influence.items() if k[0] == scored_run}  # keep one run's
+            self._influence[key] = matrices
+        return self._influence[key]
 
     def apply(self, train: TextDataset, flagged: np.ndarray, prompt: np.ndarray) -> TextDataset:
         """Removes the flagged examples, or relabels each to the model's most likely other class."""

@@ -13,10 +13,10 @@ from typing import Callable, Mapping, Sequence
 import numpy as np
 
 from gbair.data.dataset import TextDataset
+from gbair.influence.second_order import InfluenceFunction
 from gbair.influence.tracin import TracIn
-from gbair.models.prompts import PromptModel
+from gbair.models.prompts import PromptCheckpoint, PromptModel
 from gbair.train import trainer
-from gbair.models.prompts import PromptCheckpoint
 
 
 @dataclasses.dataclass(frozen=True)
@@ -32,7 +32,7 @@ class SelectionContext:
     seed: int
     fit: Callable[[TextDataset, str], np.ndarray]  # (training set, run name) -> reported prompt
     batch_size: int = 32
-    influence: Mapping[str, np.ndarray] | None = None  # variant -> [N_train, |V|] TracIn, if computed
+    influence: Mapping[str, np.ndarray] | None = None  # dot / cosine / influence_function -> [N_train, |V|]
     balance_classes: bool = False  # weigh V's classes equally in TracIn's sum over V
 
 
@@ -72,7 +72,12 @@ def tracin_by_label(context: SelectionContext) -> np.ndarray:
     suspicion is that rank as a fraction of its label's count, so each given label is flagged in
     proportion to its share of the training set. Examples whose label has no such error in V get 0.
     """
-    influence, query_labels = _tracin_matrix(context, "dot"), context.misclassified.labels
+    return _by_label(_tracin_matrix(context, "dot"), context)
+
+
+def _by_label(influence: np.ndarray, context: SelectionContext) -> np.ndarray:
+    """`tracin_by_label`'s rule for any [N_train, |V|] influence matrix."""
+    query_labels = context.misclassified.labels
     suspicion = np.zeros(len(context.train))
     for label in np.unique(context.train.labels):
         members, harmed = np.flatnonzero(context.train.labels == label), query_labels != label
@@ -82,6 +87,30 @@ def tracin_by_label(context: SelectionContext) -> np.ndarray:
         ranks = np.argsort(np.argsort(scores, kind="stable"), kind="stable")  # 0 = least suspicious
         suspicion[members] = (ranks + 1) / len(members)
     return suspicion
+
+
+def _influence_function_matrix(context: SelectionContext) -> np.ndarray:
+    """[N_train, |V|] damped empirical-Fisher influence (gbair.influence.second_order), curvature from
+    the current training set: precomputed by the loop, or computed here."""
+    if context.influence is not None and "influence_function" in context.influence:
+        return context.influence["influence_function"]
+    return influence_function_matrix(context.model, context.checkpoints, context.train, context.misclassified,
+                                     context.batch_size)
+
+
+def influence_function_matrix(model: PromptModel, checkpoints: Sequence[PromptCheckpoint], train: TextDataset,
+                              misclassified: TextDataset, batch_size: int) -> np.ndarray:
+    return InfluenceFunction(model, checkpoints, train, batch_size=batch_size).influence(train, misclassified)
+
+
+def influence_function(context: SelectionContext) -> np.ndarray:
+    """G-BAIR's rule (minus the sum over V) with influence functions instead of TracIn."""
+    return -_influence_function_matrix(context) @ query_weights(context.misclassified.labels, context.balance_classes)
+
+
+def influence_function_by_label(context: SelectionContext) -> np.ndarray:
+    """`tracin_by_label`'s rule with influence functions instead of TracIn."""
+    return _by_label(_influence_function_matrix(context), context)
 
 
 def tracin_cosine(context: SelectionContext) -> np.ndarray:
@@ -130,11 +159,13 @@ def oracle(context: SelectionContext) -> np.ndarray:
 
 
 STRATEGIES: dict[str, Callable[[SelectionContext], np.ndarray]] = {
-    "tracin": tracin, "tracin_by_label": tracin_by_label, "tracin_cosine": tracin_cosine, "self_influence": self_influence, "loss": loss,
-    "random": random, "cleanlab": cleanlab, "oracle": oracle,
+    "tracin": tracin, "tracin_by_label": tracin_by_label, "tracin_cosine": tracin_cosine,
+    "influence_function": influence_function, "influence_function_by_label": influence_function_by_label,
+    "self_influence": self_influence, "loss": loss, "random": random, "cleanlab": cleanlab, "oracle": oracle,
 }
 BOUNDS = ("clean",)  # not selection strategies: trained once on the true labels
 TRACIN_BASED = ("tracin", "tracin_by_label", "tracin_cosine")  # these get per-example explanations in the report
+INFLUENCE_FUNCTION_BASED = ("influence_function", "influence_function_by_label")
 
 
 def score(strategy: str, context: SelectionContext) -> np.ndarray:

@@ -43,7 +43,8 @@ CLEAN = "clean"
 # Known cleaning strategies in display order; oracle (flags exactly the corrupted labels) comes last
 # as the upper bound on detection. Unknown strategies follow, alphabetically.
 STRATEGY_ORDER: tuple[str, ...] = (
-    "tracin", "tracin_by_label", "tracin_cosine", "self_influence", "loss", "random", "cleanlab", "oracle")
+    "tracin", "tracin_by_label", "tracin_cosine", "influence_function", "influence_function_by_label",
+    "self_influence", "loss", "random", "cleanlab", "oracle")
 MISSING = "-"
 
 Row = dict  # one validated results.csv row: str / int / float values, test_auc may be None
