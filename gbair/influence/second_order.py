@@ -56,15 +56,6 @@ class InfluenceFunction(TracIn):
         return np.stack([scipy.linalg.cho_solve(factor, f.astype(np.float64).T).T
                          for factor, f in zip(self._factors, features)])
 
-    def _test_side(self, test: TextDataset, *, aggregate: bool):
-        if len(test) == 0:
-            raise ValueError("InfluenceFunction: the test set is empty")
-        features = self.gradient_features(test)
-        if aggregate:
-            features = features.sum(axis=1, keepdims=True)
-        side = self.precondition(features) * self._rates[:, None, None]
-        return self._put(side.astype(self.dtype), self._replicated)
-
     def self_influence(self, train: TextDataset) -> np.ndarray:
         """[N] sum_c lr_c g_c(z)^T (G_c + lambda I)^{-1} g_c(z) (the diagonal of `influence(train, train)`)."""
         out = []
@@ -74,4 +65,4 @@ class InfluenceFunction(TracIn):
         return np.concatenate(out).astype(self.dtype)
 
     def influence_dot_and_cosine(self, train: TextDataset, test: TextDataset):
-        raise NotImplementedError("InfluenceFunction has no cosine variant; use influence()")
+        raise ValueError("InfluenceFunction has no cosine variant (it would drop the curvature); use influence()")

@@ -231,13 +231,19 @@ class TracIn:
         return jax.jit(step, out_shardings=(self._replicated, self._replicated))
 
     def _test_side(self, test: TextDataset, *, aggregate: bool) -> jax.Array:
-        """lr_c * test features [C, T, d] (or their sum over T, [C, 1, d]), replicated."""
+        """lr_c * preconditioned test features [C, T, d] (or their sum over T, [C, 1, d]), replicated."""
         if len(test) == 0:
             raise ValueError("TracIn: the test set is empty")
         features = self.gradient_features(test)
         if aggregate:
             features = features.sum(axis=1, keepdims=True)
-        return self._put(features * self._rates[:, None, None], self._replicated)
+        side = self.precondition(features) * self._rates[:, None, None]
+        return self._put(side.astype(self.dtype), self._replicated)
+
+    def precondition(self, features: np.ndarray) -> np.ndarray:
+        """[C, T, d] test-side features -> what the training gradients are dotted with (TracIn: as is;
+        second-order methods override this with their inverse curvature)."""
+        return features
 
 
 def _unit(x):
