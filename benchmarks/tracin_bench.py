@@ -58,8 +58,8 @@ def finish(results: dict, json_path: str | None) -> None:
     text = json.dumps(results, indent=2, sort_keys=True)
     print(text)
     if json_path:
-        from gbair import atomic  # pylint: disable=import-outside-toplevel
-        atomic.write_text(json_path, text + "\n")
+        from gbair import files  # pylint: disable=import-outside-toplevel
+        files.write_text(json_path, text + "\n")
 
 
 def corpus(n: int, seed: int = 0) -> TextDataset:

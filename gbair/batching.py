@@ -11,7 +11,7 @@ from typing import Any, Callable
 import jax
 import numpy as np
 from absl import logging
-from jax.sharding import PartitionSpec
+from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from gbair.data.dataset import TextDataset
 from gbair.models.prompts import DATA, PromptModel, place
@@ -42,16 +42,17 @@ def on_mesh(model: PromptModel, batch: dict[str, np.ndarray]) -> Any:
 
 
 @functools.lru_cache(maxsize=32)
-def _jit(fn: Callable) -> Callable:
-    """One compiled version per model function, shared by every call."""
-    return jax.jit(fn)
+def _jit(fn: Callable, mesh: Mesh | None) -> Callable:
+    """One compiled version per model function, shared by every call; on a mesh its outputs are
+    replicated, so every process (gbair.hosts) can read them whole."""
+    return jax.jit(fn, out_shardings=None if mesh is None else NamedSharding(mesh, PartitionSpec()))
 
 
 def map_batches(fn: Callable, model: PromptModel, prompt: Any, dataset: TextDataset, batch_size: int = 64,
                 what: str = "evaluation") -> np.ndarray:
     """fn(params, prompt, batch) -> [B, ...] over `dataset` in fixed-shape (padded) batches."""
     features = model.featurize(dataset.texts)
-    compiled = _jit(fn)
+    compiled = _jit(fn, model.mesh)
     out, progress = [], PassProgress(what, len(dataset))
     for begin in range(0, len(dataset), batch_size):
         indices, weights = pad_indices(np.arange(begin, min(begin + batch_size, len(dataset))), batch_size)

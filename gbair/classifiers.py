@@ -77,14 +77,16 @@ def minilm_classifier(
     init_prompt = prompts.initializer(prompt_init, table, prompt_length, skip=1000,
                                       class_token_ids=[tokenizer.word_ids(name) for name in names])
 
+    mesh = prompts.device_mesh() if jax.device_count() > 1 else None  # batches over every device
     return PromptModel(
-        params=params,
+        params=params if mesh is None else prompts.place(params, mesh),
         init_prompt=init_prompt,
         logits_fn=logits_fn,
         loss_fn=loss_fn,
         featurize=tokenizer,
         class_names=names,
         prompt_shape=(prompt_length, config.hidden_size),
+        mesh=mesh,
     )
 
 

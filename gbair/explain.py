@@ -13,7 +13,7 @@ stored (explanations.npz); any other example is scored on the spot from the run'
 import base64
 import csv
 import dataclasses
-import json
+import io
 import pathlib
 import sys
 import textwrap
@@ -22,7 +22,7 @@ from typing import Any, Sequence
 import numpy as np
 from absl import flags
 
-from gbair import UserError, cli, config
+from gbair import UserError, cli, config, files
 from gbair import report_html
 from gbair.data.dataset import TextDataset
 from gbair.influence.tracin import TracIn
@@ -53,9 +53,9 @@ def neighbours(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
 class RunExplainer:
     """Reads a finished (or running) G-BAIR workdir back: its experiment, data, checkpoints, scores."""
 
-    def __init__(self, workdir: str | pathlib.Path, experiment: Experiment | None = None):
+    def __init__(self, workdir: files.Location, experiment: Experiment | None = None):
         """`experiment` as the run had it; default: rebuilt from the workdir's recorded gin config."""
-        self.workdir = pathlib.Path(workdir)
+        self.workdir = files.path(workdir)
         if experiment is None:
             config.parse_recorded(self.workdir)
             experiment = Experiment()
@@ -82,10 +82,10 @@ class RunExplainer:
         noisy = self.noisy_train(cell)
         if iteration == 1:
             return noisy
-        state = self.workdir / cell.path / strategy / f"it{iteration - 1}" / "state.json"
-        if not state.exists():
-            raise FileNotFoundError(f"{state} is missing: iteration {iteration - 1} of {strategy} has not finished")
-        state = json.loads(state.read_text())
+        path = self.workdir / cell.path / strategy / f"it{iteration - 1}" / "state.json"
+        state = files.read_json(path)
+        if state is None:
+            raise FileNotFoundError(f"{path} is missing: iteration {iteration - 1} of {strategy} has not finished")
         return noisy.by_ids(state["ids"]).with_labels(state["labels"])
 
     def checkpoints_before(self, cell: Cell, strategy: str, iteration: int):
@@ -184,9 +184,8 @@ class RunExplainer:
         results = self.workdir / "results.csv"
         rows = []
         if results.exists():
-            with open(results, newline="") as f:
-                rows = [r for r in csv.DictReader(f) if r["dataset"] == cell.dataset
-                        and float(r["corruption_rate"]) == cell.rate and int(r["seed"]) == cell.seed]
+            rows = [r for r in csv.DictReader(io.StringIO(results.read_text())) if r["dataset"] == cell.dataset
+                    and float(r["corruption_rate"]) == cell.rate and int(r["seed"]) == cell.seed]
         header = list(COLUMNS)
         plots = {p.stem: "data:image/png;base64," + base64.b64encode(p.read_bytes()).decode()
                  for p in sorted(self.workdir.glob("*.png"))}
@@ -200,7 +199,7 @@ class RunExplainer:
             "iterations": iterations,
         }
 
-    def write_html(self, cell: Cell, path: pathlib.Path | None = None, k: int = 10) -> pathlib.Path:
+    def write_html(self, cell: Cell, path: files.Location | None = None, k: int = 10) -> files.Location:
         path = path or self.workdir / f"report_{cell.dataset}_rate{cell.rate:g}_seed{cell.seed}.html"
         report_html.write_report(path, self.report_data(cell, k))
         return path
@@ -229,7 +228,7 @@ def _concat(parts: list[TextDataset]) -> TextDataset:
                        parts[0].class_names)
 
 
-def write_reports(workdir: str | pathlib.Path, experiment: Experiment) -> list[pathlib.Path]:
+def write_reports(workdir: files.Location, experiment: Experiment) -> list[files.Location]:
     """One HTML report per cell of the run in `workdir` (the sweep calls this at the end)."""
     explainer = RunExplainer(workdir, experiment)
     return [explainer.write_html(cell) for cell in explainer.experiment.cells()]

@@ -6,6 +6,11 @@
 `--gin.NAME=VALUE` is shorthand for `--gin_bindings='NAME = VALUE'` (as in T5X). Gin files are
 looked up as given, then relative to the repository root, so `configs/...` works from anywhere.
 The job records the gin config it ran with (WORKDIR/gin_config.json) once it has validated it.
+--workdir may be local or an object-store URL (gs://bucket/run; see gbair.files).
+
+Several hosts (README, "On Cloud TPU VMs and GPUs"): run the same command on every host. On Cloud
+TPU VMs JAX finds the other hosts itself; elsewhere give --coordinator_address=HOST:PORT (process 0's),
+--num_processes and --process_id. Every process computes; process 0 writes (gbair.hosts).
 """
 
 import os
@@ -13,11 +18,17 @@ import sys
 
 from absl import flags, logging
 
-from gbair import UsageError, cli, config
+from gbair import UsageError, cli, config, files, hosts
 
 flags.DEFINE_multi_string("gin_file", [], "Gin config files, parsed in order.")
 flags.DEFINE_multi_string("gin_bindings", [], "Gin bindings, applied after the files.")
-flags.DEFINE_string("workdir", None, "Directory for checkpoints, metrics and results.", required=True)
+flags.DEFINE_string("workdir", None, "Directory (or gs:// URL) for checkpoints, metrics and results.",
+                    required=True)
+flags.DEFINE_bool("distributed", None, "Join the other processes of a multi-host run (jax.distributed); "
+                  "default: on when --coordinator_address is given or on a Cloud TPU VM.")
+flags.DEFINE_string("coordinator_address", None, "HOST:PORT of process 0 for jax.distributed (not on Cloud TPU).")
+flags.DEFINE_integer("num_processes", None, "How many processes the run has (with --coordinator_address).")
+flags.DEFINE_integer("process_id", None, "This process's index, 0 .. num_processes - 1 (with --coordinator_address).")
 FLAGS = flags.FLAGS
 
 
@@ -37,10 +48,13 @@ def main(argv: list[str]) -> None:
     config.quiet_library_logs()
     if not FLAGS.gin_file:
         raise UsageError("give at least one --gin_file (e.g. configs/runs/train.gin)")
+    hosts.initialize(FLAGS.distributed, FLAGS.coordinator_address, FLAGS.num_processes, FLAGS.process_id)
     config.parse(FLAGS.gin_file, FLAGS.gin_bindings)
-    os.makedirs(FLAGS.workdir, exist_ok=True)
-    logging.info("gbair: workdir %s", os.path.abspath(FLAGS.workdir))
-    config.execute(FLAGS.workdir)
+    workdir = files.path(FLAGS.workdir)
+    if hosts.is_writer():
+        workdir.mkdir(parents=True, exist_ok=True)
+    logging.info("gbair: workdir %s", workdir)
+    config.execute(os.fspath(workdir))
 
 
 def run() -> None:

@@ -27,7 +27,7 @@ import math
 import os
 from typing import Any
 
-from gbair import atomic
+from gbair import files
 
 _CSS = """
 body{font:14px/1.4 system-ui,sans-serif;margin:1.5em;color:#222;max-width:75em}
@@ -255,4 +255,4 @@ def render_report(data: dict) -> str:
 
 def write_report(path: os.PathLike, data: dict) -> None:
     """Writes the page atomically, so a browser reloading it never sees half a file."""
-    atomic.write_text(path, render_report(data))
+    files.write_text(path, render_report(data))

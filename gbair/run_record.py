@@ -5,29 +5,24 @@ The entry point `remember`s what it parsed; the job `record`s it once it has val
 `gbair.explain` reads it back (`recorded`) to rebuild the run's model and data.
 """
 
-import json
 import os
-import pathlib
 
-from gbair import UserError, atomic
+from gbair import UserError, files
 
 GIN_RECORD = "gin_config.json"
 _parsed: dict[str, list[str]] = {"gin_files": [], "gin_bindings": []}
 
 
-def remember(files: list[str], bindings: list[str]) -> None:
-    _parsed.update(gin_files=list(files), gin_bindings=list(bindings))
+def remember(gin_files: list[str], bindings: list[str]) -> None:
+    _parsed.update(gin_files=list(gin_files), gin_bindings=list(bindings))
 
 
 def record(workdir: str | os.PathLike) -> None:
-    atomic.write_json(pathlib.Path(workdir) / GIN_RECORD, _parsed)
+    files.write_json(files.path(workdir) / GIN_RECORD, _parsed)
 
 
 def recorded(workdir: str | os.PathLike) -> dict[str, list[str]]:
-    path = pathlib.Path(workdir) / GIN_RECORD
-    if not path.exists():
-        raise UserError(f"{path} is missing: is {workdir} a gbair.main workdir?")
-    try:
-        return json.loads(path.read_text())
-    except ValueError as e:
-        raise UserError(f"{path}: not readable JSON ({e})") from e
+    record = files.read_json(files.path(workdir) / GIN_RECORD)
+    if record is None:
+        raise UserError(f"{files.path(workdir) / GIN_RECORD} is missing: is {workdir} a gbair.main workdir?")
+    return record

@@ -15,7 +15,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
-from gbair import atomic
+from gbair import files
 
 Position = Literal["prefix", "after_first"]
 Params = Any
@@ -144,4 +144,4 @@ def save_prompt(path: os.PathLike, prompt: jax.Array) -> None:
     array = np.asarray(prompt, np.float32)
     if array.ndim != 2:
         raise ValueError(f"prompt must be [P, E], got shape {array.shape}")
-    atomic.write_npy(path, array)
+    files.write_npy(path, array)

@@ -18,7 +18,7 @@ from typing import Any, Literal, Mapping, Sequence
 import gin
 import numpy as np
 
-from gbair import UserError, atomic
+from gbair import UserError, files
 from gbair.data.corruption import corrupt_labels
 from gbair.data.dataset import TextDataset
 from gbair.data.decisions import apply_decisions
@@ -71,19 +71,19 @@ IDENTITY_FILE = "identity.json"
 SCALARS_DIR = "tensorboard"  # WORKDIR/tensorboard/<run or strategy folder>/: TensorBoard event files
 
 
-def save_explanations(path: pathlib.Path, train: TextDataset, misclassified: TextDataset, predicted: np.ndarray,
+def save_explanations(path: files.Location, train: TextDataset, misclassified: TextDataset, predicted: np.ndarray,
                       influence: Mapping[str, np.ndarray], flagged: np.ndarray) -> None:
     """What `gbair.explain` and the HTML report show for one iteration (numpy arrays, no pickle)."""
     buffer = io.BytesIO()
     np.savez(buffer, train_ids=np.array(train.ids, dtype=str), train_labels=train.labels,
              query_ids=np.array(misclassified.ids, dtype=str), query_labels=misclassified.labels,
              predicted=predicted, dot=influence["dot"], cosine=influence["cosine"], flagged=flagged)
-    atomic.write_bytes(path, buffer.getvalue())
+    files.write_bytes(path, buffer.getvalue())
 
 
-def load_explanations(path: pathlib.Path) -> dict[str, np.ndarray]:
+def load_explanations(path: files.Location) -> dict[str, np.ndarray]:
     """What `save_explanations` wrote (no pickle)."""
-    with np.load(path, allow_pickle=False) as saved:
+    with np.load(io.BytesIO(files.path(path).read_bytes()), allow_pickle=False) as saved:
         return {key: saved[key] for key in saved.files}
 
 

@@ -10,7 +10,8 @@ empty. Each training run reports the checkpoint chosen on the (clean) validation
 The workdir's layout is gbair.recovery.experiment's. Every training run resumes from its Orbax
 checkpoints, each finished iteration and strategy is written atomically, and results.csv is rebuilt
 from the finished strategies: a rerun skips finished work, resumes the rest, and never duplicates
-or loses a row. Each cell folder first records in identity.json what determines its results (data,
+or loses a row. With several processes (gbair.hosts) every one runs all of this, process 0 alone
+writes, and every resume decision is process 0's reading of the workdir. Each cell folder first records in identity.json what determines its results (data,
 corrupted labels, model, TrainConfig, RecoveryConfig); a rerun whose settings give another
 identity is refused before any training, so results of different settings never mix.
 """
@@ -25,8 +26,9 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 from absl import logging
+from etils import epath
 
-from gbair import UserError, atomic, run_record
+from gbair import UserError, files, hosts, run_record
 from gbair.batching import format_seconds
 from gbair.data.dataset import TextDataset
 from gbair.influence.tracin import TracIn
@@ -43,9 +45,9 @@ from gbair.train.metrics import detection_metrics
 class Sweep:
     """Runs and records cells (layout: gbair.recovery.experiment; guarantees: this module's docstring)."""
 
-    def __init__(self, workdir: str | pathlib.Path, model: PromptModel, train_config: trainer.TrainConfig,
+    def __init__(self, workdir: files.Location, model: PromptModel, train_config: trainer.TrainConfig,
                  recovery: RecoveryConfig, total_runs: int, relabel_file: str | None = None):
-        self.workdir, self.model, self.relabel_file = pathlib.Path(workdir), model, relabel_file
+        self.workdir, self.model, self.relabel_file = files.path(workdir), model, relabel_file
         self.train_config, self.recovery = train_config, recovery
         self.total_runs, self.runs_done, self.run_seconds = total_runs, 0, 0.0
         self._influence: dict[tuple[pathlib.Path, str], dict[str, np.ndarray]] = {}  # by (scored run, family)
@@ -73,17 +75,23 @@ class Sweep:
         """Records what determines the results in `directory`, or refuses (UserError) when the folder
         holds results of something else: resuming must never mix two settings in one table."""
         folder, path = self.workdir / directory, self.workdir / directory / IDENTITY_FILE
-        if path.exists():
-            recorded = json.loads(path.read_text())
-            changed = [name for name in identity if recorded.get(name) != identity[name]]
-            if changed:
-                raise UserError(f"{folder} holds results of a different {', '.join(changed)} than this run's "
-                                f"settings; use a new --workdir (or delete that folder to redo it)")
-        elif folder.exists() and any(folder.iterdir()):
-            raise UserError(f"{folder} holds results but no {IDENTITY_FILE} (made by an older gbair?); "
-                            f"use a new --workdir")
-        else:
-            atomic.write_json(path, identity)
+
+        def check() -> bool:
+            """True when `folder` is new (the identity is still to be written)."""
+            if path.exists():
+                recorded = json.loads(path.read_text())
+                changed = [name for name in identity if recorded.get(name) != identity[name]]
+                if changed:
+                    raise UserError(f"{folder} holds results of a different {', '.join(changed)} than this run's "
+                                    f"settings; use a new --workdir (or delete that folder to redo it)")
+                return False
+            if folder.exists() and any(folder.iterdir()):
+                raise UserError(f"{folder} holds results but no {IDENTITY_FILE} (made by an older gbair?); "
+                                f"use a new --workdir")
+            return True
+
+        if hosts.agree(check):
+            files.write_json(path, identity)
 
     # ---- one training run ----------------------------------------------------------------------
 
@@ -116,13 +124,14 @@ class Sweep:
                    seed: int, extra: dict) -> dict:
         """fit + test metrics of the reported checkpoint, remembered in directory/run.json."""
         record_path = self.workdir / directory / "run.json"
-        if record_path.exists():
-            return json.loads(record_path.read_text())
+        record = files.read_json(record_path)
+        if record is not None:
+            return record
         start = time.time()
         _, chosen = self.fit(train, splits["validation"], directory, seed)
         record = {**extra, "n_train": len(train), **self.test_metrics(chosen.prompt, splits["test"]),
                   "wall_time_s": round(time.time() - start, 3), "selected_step": chosen.step}
-        atomic.write_json(record_path, record)
+        files.write_json(record_path, record)
         return record
 
     # ---- one cell --------------------------------------------------------------------------------
@@ -136,7 +145,7 @@ class Sweep:
                                     {**base, "n_corrupted_remaining": int((noisy_train.labels != true_labels).sum())})
         for name in strategy_names:
             done = self.workdir / cell.path / name / "done.json"
-            if done.exists():
+            if files.read_json(done) is not None:
                 continue
             if name == "clean":
                 rows = [cell.row("clean", 0, **self.cached_run(cell.clean_path, clean_train, splits, cell.seed,
@@ -145,7 +154,7 @@ class Sweep:
                 rows = [cell.row(name, 0, **corrupted)] + self.iterate(cell, name, clean_train, noisy_train,
                                                                        validation, test)
             write_scalars(self.workdir / SCALARS_DIR / cell.path / name, rows)
-            atomic.write_json(done, rows)
+            files.write_json(done, rows)
             self.write_results()
 
     def iterate(self, cell: Cell, name: str, clean_train: TextDataset, noisy_train: TextDataset,
@@ -155,8 +164,8 @@ class Sweep:
         for t in range(1, self.recovery.iterations + 1):
             directory = cell.path / name / f"it{t}"
             state_path = self.workdir / directory / "state.json"
-            if state_path.exists():  # finished before an interruption: restore, do not redo
-                state = json.loads(state_path.read_text())
+            state = files.read_json(state_path)
+            if state is not None:  # finished before an interruption: restore, do not redo
                 rows.append(state["row"])
                 train = noisy_train.by_ids(state["ids"]).with_labels(state["labels"])
                 previous = directory
@@ -194,7 +203,7 @@ class Sweep:
             logging.info("%s %s iteration %d: flagged %d (%d corrupted; detection AUROC %s), test f1 %.4f auc %s",
                          cell, name, t, len(flagged), row["n_flagged_corrupted"], _fmt(row["detection_auroc"]),
                          row["test_f1"], _fmt(row["test_auc"]))
-            atomic.write_json(state_path, {"row": row, "ids": list(train.ids), "labels": train.labels.tolist()})
+            files.write_json(state_path, {"row": row, "ids": list(train.ids), "labels": train.labels.tolist()})
             rows.append(row)
             previous = directory
         return rows
@@ -235,8 +244,10 @@ class Sweep:
 
     # ---- results ---------------------------------------------------------------------------------
 
-    def write_results(self) -> pathlib.Path:
-        """Rebuilds results.csv from every finished strategy's done.json, in a fixed order."""
+    def write_results(self) -> epath.Path:
+        """Rebuilds results.csv from every finished strategy's done.json, in a fixed order (process 0)."""
+        if not hosts.is_writer():
+            return self.workdir / "results.csv"
         rows = [row for path in sorted((self.workdir / "cells").glob("*/*/*/*/done.json"))
                 for row in json.loads(path.read_text())]
         order = {name: i for i, name in enumerate(strategies.BOUNDS + tuple(strategies.STRATEGIES))}
@@ -246,11 +257,11 @@ class Sweep:
         writer = csv.DictWriter(out, COLUMNS, lineterminator="\n")
         writer.writeheader()
         writer.writerows({k: ("" if row.get(k) is None else row[k]) for k in COLUMNS} for row in rows)
-        atomic.write_text(self.workdir / "results.csv", out.getvalue())
+        files.write_text(self.workdir / "results.csv", out.getvalue())
         return self.workdir / "results.csv"
 
 
-def write_scalars(logdir: pathlib.Path, rows: Sequence[dict]) -> None:
+def write_scalars(logdir: files.Location, rows: Sequence[dict]) -> None:
     """A strategy's test metrics, flagged precision and detection per iteration (step = iteration)."""
     scalars = Scalars(logdir)
     for row in rows:
@@ -267,10 +278,10 @@ def _fmt(value: float | None) -> str:
     return "-" if value is None else f"{value:.4f}"
 
 
-def run_sweep(workdir: str, experiment: Experiment) -> pathlib.Path:
+def run_sweep(workdir: files.Location, experiment: Experiment) -> epath.Path:
     """Every (dataset, rate, seed, strategy) cell of `experiment` in `workdir`; returns results.csv."""
     cells = experiment.cells()
-    atomic.remove_orphans(workdir)
+    files.remove_orphans(workdir)
     runs_per_cell = 1 + sum(experiment.recovery.iterations * (4 if s == "cleanlab" else 1)
                             for s in experiment.strategy_names if s != "clean")
     clean_runs = len(experiment.datasets) * len(experiment.seeds) if "clean" in experiment.strategy_names else 0
@@ -282,4 +293,6 @@ def run_sweep(workdir: str, experiment: Experiment) -> pathlib.Path:
         logging.info("cell %d/%d: %s rate=%g seed=%d, strategies %s", i, len(cells), cell.dataset, cell.rate,
                      cell.seed, ", ".join(experiment.strategy_names))
         run.run_cell(cell, experiment.datasets[cell.dataset], experiment.strategy_names)
-    return run.write_results()
+    results = run.write_results()
+    hosts.barrier("sweep written")  # what reads the workdir next sees every file
+    return results

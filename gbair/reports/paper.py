@@ -1,10 +1,9 @@
 """Everything the paper needs from one run directory: tables, recovered fractions, detection, plots."""
 
 import os
-import pathlib
 
 from gbair.reports import plots, tables
-from gbair import atomic
+from gbair import files
 
 
 def write_report(workdir: os.PathLike) -> str:
@@ -14,14 +13,14 @@ def write_report(workdir: os.PathLike) -> str:
     recovered_per_seed.csv; detection_<m> for detection_auroc and detection_ap at iteration 1;
     and test_f1_vs_iteration.png, test_auc_vs_iteration.png, recovery.png.
     Returns what the main job prints: test F1 and AUC tables and their recovered fractions."""
-    workdir = pathlib.Path(workdir)
+    workdir = files.path(workdir)
     rows = tables.load_results(workdir / "results.csv")
     tables_md = {metric: tables.write_table(rows, workdir, metric)
                  for metric in ("test_f1", "test_auc", "test_accuracy", "flagged_precision")}
     recovered_md = {metric: tables.write_table(rows, workdir, metric, "recovered") for metric in tables.RECOVERY_METRICS}
     detection_md = {metric: tables.write_table(rows, workdir, metric, "detection")
                     for metric in ("detection_auroc", "detection_ap")}
-    atomic.write_text(workdir / "recovered_per_seed.csv", tables.recovered_per_seed_csv(rows))
+    files.write_text(workdir / "recovered_per_seed.csv", tables.recovered_per_seed_csv(rows))
     printed = [f"{m} (mean ± std over seeds):\n{tables_md[m]}" for m in ("test_f1", "test_auc")]
     printed += [f"recovered fraction of the {m} gap (mean [95% interval]):\n{recovered_md[m]}"
                 for m in ("test_f1", "test_auc")]

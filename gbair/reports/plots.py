@@ -9,13 +9,12 @@ written atomically, so a half-written PNG is never left behind.
 import argparse
 import io
 import os
-import pathlib
 
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from gbair.reports import tables
-from gbair import atomic
+from gbair import files
 
 PANEL_SIZE = (4.0, 3.0)  # inches per dataset x rate panel
 
@@ -41,7 +40,7 @@ def _panels(rows: list[tables.Row]) -> tuple[Figure, dict[tables.Cell, object]]:
 def _save(figure: Figure, out_png: os.PathLike) -> None:
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png", dpi=120)
-    atomic.write_bytes(out_png, buffer.getvalue())
+    files.write_bytes(out_png, buffer.getvalue())
 
 
 def plot_metric_vs_iteration(rows: list[tables.Row], out_png: os.PathLike, metric: str = "test_f1") -> None:
@@ -104,7 +103,7 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m gbair.reports.plots", description=__doc__.split("\n")[0])
     parser.add_argument("workdir", help="directory holding results.csv; the PNGs are written next to it")
     args = parser.parse_args(argv)
-    workdir = pathlib.Path(args.workdir)
+    workdir = files.path(args.workdir)
     rows = tables.load_results(workdir / "results.csv")
     for metric in ("test_f1", "test_auc"):
         plot_metric_vs_iteration(rows, workdir / f"{metric}_vs_iteration.png", metric)

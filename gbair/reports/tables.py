@@ -19,13 +19,12 @@ import csv
 import io
 import math
 import os
-import pathlib
 import statistics
 from collections import defaultdict
 
 from scipy import stats
 
-from gbair import atomic
+from gbair import files
 
 COLUMNS: tuple[str, ...] = (
     "dataset", "strategy", "corruption_rate", "seed", "iteration", "n_train", "n_flagged",
@@ -71,8 +70,8 @@ def load_results(path: os.PathLike) -> list[Row]:
     when a test split has one class). Also rejected: duplicate rows, iteration-0 rows with n_flagged > 0,
     `clean` rows past iteration 0, and n_flagged_corrupted > n_flagged.
     """
-    path = pathlib.Path(path)
-    with open(path, newline="", encoding="utf-8") as f:
+    path = files.path(path)
+    with io.StringIO(path.read_text(encoding="utf-8"), newline="") as f:
         reader = csv.DictReader(f)
         header = reader.fieldnames or []
         for column in COLUMNS:
@@ -298,9 +297,9 @@ def write_table(rows: list[Row], workdir: os.PathLike, metric: str = "test_f1", 
     make = {"table": paper_table, "recovered": recovery_table, "detection": detection_table}[kind]
     header, body = make(rows, metric)
     markdown = to_markdown(header, body)
-    workdir = pathlib.Path(workdir)
-    atomic.write_text(workdir / f"{kind}_{metric}.md", markdown)
-    atomic.write_text(workdir / f"{kind}_{metric}.csv", to_csv(header, body))
+    workdir = files.path(workdir)
+    files.write_text(workdir / f"{kind}_{metric}.md", markdown)
+    files.write_text(workdir / f"{kind}_{metric}.csv", to_csv(header, body))
     return markdown
 
 
@@ -353,7 +352,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--metric", default="test_f1", choices=METRICS)
     parser.add_argument("--kind", default="table", choices=("table", "recovered", "detection"))
     args = parser.parse_args(argv)
-    rows = load_results(pathlib.Path(args.workdir) / "results.csv")
+    rows = load_results(files.path(args.workdir) / "results.csv")
     print(write_table(rows, args.workdir, args.metric, args.kind), end="")
 
 

@@ -10,14 +10,13 @@ disk leaves) is reported as `DamagedCheckpoint`, naming the step folder and what
 """
 
 import os
-import pathlib
 from typing import Any
 
 import jax
 import numpy as np
 import orbax.checkpoint as ocp
 
-from gbair import UserError
+from gbair import UserError, files
 from gbair.models.prompts import PromptCheckpoint
 
 
@@ -27,14 +26,14 @@ class DamagedCheckpoint(UserError):
 
 def _damaged(directory: os.PathLike, step: int, error: Exception, delete: os.PathLike | None) -> DamagedCheckpoint:
     reason = (str(error).strip().splitlines() or [""])[0][:200]
-    return DamagedCheckpoint(f"{pathlib.Path(directory) / str(step)}: damaged checkpoint ({type(error).__name__}: "
+    return DamagedCheckpoint(f"{files.path(directory) / str(step)}: damaged checkpoint ({type(error).__name__}: "
                              f"{reason}); delete {delete or directory} to redo that training run")
 
 
 def manager(directory: os.PathLike) -> ocp.CheckpointManager:
     options = ocp.CheckpointManagerOptions(max_to_keep=None, enable_async_checkpointing=False, create=True)
     handlers = {"state": ocp.StandardCheckpointHandler(), "record": ocp.JsonCheckpointHandler()}
-    return ocp.CheckpointManager(pathlib.Path(directory).absolute(), options=options, item_handlers=handlers)
+    return ocp.CheckpointManager(files.path(directory), options=options, item_handlers=handlers)
 
 
 def save(mngr: ocp.CheckpointManager, step: int, state: Any, record: dict) -> None:
@@ -68,7 +67,7 @@ def load_prompt_checkpoints(directory: os.PathLike, delete_hint: os.PathLike | N
 
     DamagedCheckpoint if any step is unreadable (TracIn needs the whole trajectory): its message says
     to delete `delete_hint` (default `directory`), the folder whose run must then be redone."""
-    directory = pathlib.Path(directory)
+    directory = files.path(directory)
     if not directory.is_dir():
         raise FileNotFoundError(f"no checkpoint directory at {directory}")
     mngr = manager(directory)

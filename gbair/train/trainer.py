@@ -9,7 +9,6 @@ import functools
 import hashlib
 import json
 import os
-import pathlib
 import time
 from typing import Any, Callable, Literal, Sequence
 
@@ -19,8 +18,9 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 from absl import logging
+from jax.sharding import NamedSharding, PartitionSpec
 
-from gbair import UserError, atomic, run_record
+from gbair import UserError, files, run_record
 from gbair.batching import Progress, format_seconds, make_batch, map_batches, on_mesh, pad_indices
 from gbair.data.dataset import TextDataset
 from gbair.data.decisions import apply_decisions
@@ -183,9 +183,12 @@ def _compute_model_fingerprint(model: PromptModel) -> str:
     probe = TextDataset(("probe-0", "probe-1"), _PROBE_TEXTS, np.arange(2) % len(model.class_names),
                         ("probe", "probe"), model.class_names)
     features = {k: np.asarray(v).tolist() for k, v in model.featurize(list(probe.texts)).items()}
+    first = jax.jit(lambda params: jax.tree.map(lambda leaf: jnp.ravel(leaf)[:8], params),  # on every process
+                    out_shardings=None if model.mesh is None else NamedSharding(model.mesh, PartitionSpec()))
     weights = [(jax.tree_util.keystr(path), list(np.shape(leaf)), str(leaf.dtype),
-                np.asarray(jnp.ravel(leaf)[:8], np.float64).round(6).tolist())
-               for path, leaf in jax.tree_util.tree_leaves_with_path(model.params)]
+                np.asarray(values, np.float64).round(6).tolist())
+               for (path, leaf), values in zip(jax.tree_util.tree_leaves_with_path(model.params),
+                                               jax.tree.leaves(first(model.params)))]
     probabilities = predict(model, prompt, probe, batch_size=2).round(4).tolist()
     return digest(list(model.class_names), list(model.prompt_shape), hashlib.sha256(prompt.tobytes()).hexdigest(),
                   features, weights, probabilities)
@@ -330,8 +333,8 @@ def train_and_evaluate(workdir: str, *, model: PromptModel = gin.REQUIRED,
     Writes WORKDIR/checkpoints/ (resumable), WORKDIR/prompt.npy (the checkpoint chosen by
     config.select_by), WORKDIR/metrics.json and TensorBoard scalars in WORKDIR/tensorboard/.
     """
-    workdir = pathlib.Path(workdir)
-    atomic.remove_orphans(workdir)
+    workdir = files.path(workdir)
+    files.remove_orphans(workdir)
     for name in ("train", "validation", "test"):
         if name not in splits:
             raise UserError(f"train_and_evaluate: splits has {sorted(splits)}, expected a {name!r} split")
@@ -347,7 +350,7 @@ def train_and_evaluate(workdir: str, *, model: PromptModel = gin.REQUIRED,
         for key, value in evaluate(model, chosen.prompt, splits[name], config.eval_batch_size).items():
             metrics[f"{name}_{key}"] = value
     prompts.save_prompt(workdir / "prompt.npy", chosen.prompt)
-    atomic.write_json(workdir / "metrics.json", metrics)
+    files.write_json(workdir / "metrics.json", metrics)
     run_record.record(workdir)
     logging.info("test accuracy %.4f  f1 %.4f  auc %s  (%d steps, %s)", metrics["test_accuracy"],
                  metrics["test_f1"], metrics["test_auc"], result.steps, format_seconds(result.wall_time_s))
