@@ -252,3 +252,27 @@ def test_tracin_by_label_ranks_each_label_on_the_errors_it_can_cause():
         np.testing.assert_allclose(suspicion[members], expected)
     context = dataclasses.replace(context, misclassified=type("V", (), {"labels": np.zeros(5, int)})())
     assert (strategies.tracin_by_label(context)[train_labels == 0] == 0).all()  # no error label 0 can cause
+
+
+def test_influence_matrices_are_computed_once_per_scored_run_and_family(tmp_path):
+    from gbair.influence.second_order import TRAK, DataInf  # pylint: disable=import-outside-toplevel
+    from gbair.recovery.loop import Sweep  # pylint: disable=import-outside-toplevel
+    from tests.toy_model import toy_checkpoints, toy_dataset, toy_model  # pylint: disable=import-outside-toplevel
+    assert set(strategies.FAMILIES) <= set(strategies.STRATEGIES)
+    assert set(strategies.FAMILIES.values()) == {"tracin", *strategies.SECOND_ORDER}
+    model = toy_model()
+    checkpoints, train, wrong = toy_checkpoints(model), toy_dataset(9, seed=1), toy_dataset(3, seed=2)
+    sweep = Sweep(tmp_path, model, trainer.TrainConfig(), experiment.RecoveryConfig(tracin_batch_size=4), 1)
+    run = pathlib.Path("cells/corrupted")
+    matrices = lambda strategy: sweep.influence_matrices(run, checkpoints, train, wrong, strategy)  # noqa: E731
+    assert matrices("loss") is None
+    assert set(matrices("tracin_cosine")) == {"dot", "cosine"} and matrices("tracin") is matrices("tracin_cosine")
+    assert matrices("influence_function_by_label") is matrices("influence_function")
+    for name, scorer in (("datainf", DataInf), ("trak", TRAK)):
+        assert set(matrices(name)) == {name} and matrices(name) is matrices(name)  # computed once
+        expected = scorer(model, checkpoints, train, batch_size=4).influence(train, wrong)
+        np.testing.assert_allclose(matrices(name)[name], expected, rtol=1e-6)
+        context = strategies.SelectionContext(model=model, train=train, checkpoints=checkpoints, prompt=None,
+                                              misclassified=wrong, corrupted=np.zeros(len(train), bool), seed=0,
+                                              fit=None, batch_size=4, influence=matrices(name))
+        np.testing.assert_allclose(strategies.score(name, context), -expected.sum(1), rtol=1e-6)

@@ -1,11 +1,13 @@
-"""Influence functions over the prompt against their formula written out naively in float64."""
+"""Influence functions, DataInf and TRAK over the prompt against their formulas written out naively in float64."""
+
+import dataclasses
 
 import jax
 import numpy as np
 import pytest
 
-from gbair.influence.second_order import InfluenceFunction
-from gbair.influence.tracin import TracIn
+from gbair.influence.second_order import TRAK, DataInf, InfluenceFunction
+from gbair.influence.tracin import TracIn, projection_matrix
 from tests.toy_model import brute_force_grads, toy_checkpoints, toy_dataset, toy_model
 
 TRAIN, TEST = toy_dataset(13, seed=1), toy_dataset(4, seed=2)
@@ -81,3 +83,161 @@ def test_influence_function_strategies_score_every_example_with_the_tracin_rules
     tracin_rule = strategies.tracin_by_label(strategies.SelectionContext(**{**context.__dict__,
                                                                            "influence": {"dot": matrix}}))
     np.testing.assert_array_equal(by_label, tracin_rule)
+
+
+@pytest.fixture(scope="module")
+def float64_toy():
+    """The float64 toy model, its checkpoints, and brute-force gradients [C] x (train, test) computed once."""
+    with jax.enable_x64(True):
+        model = toy_model(np.float64)
+        checkpoints = toy_checkpoints(model, dtype=np.float64)
+        grads = [(brute_force_grads(model, c, TRAIN), brute_force_grads(model, c, TEST)) for c in checkpoints]
+        probabilities = [(label_probabilities(model, c, TRAIN), label_probabilities(model, c, TEST))
+                         for c in checkpoints]
+    return model, checkpoints, grads, probabilities
+
+
+def label_probabilities(model, checkpoint, dataset):
+    """p(given label) from an explicit softmax of the logits, in float64."""
+    batch = model.featurize(dataset.texts)
+    logits = np.asarray(model.logits_fn(model.params, checkpoint.prompt, batch), np.float64)
+    softmax = np.exp(logits) / np.exp(logits).sum(1, keepdims=True)
+    return softmax[np.arange(len(dataset)), dataset.labels]
+
+
+def check_against(scorer, expected, expected_self):
+    """influence, aggregate influence, top-k and self-influence of `scorer` against naive values."""
+    atol = 1e-9 * np.abs(expected).max()
+    np.testing.assert_allclose(scorer.influence(TRAIN, TEST), expected, rtol=1e-6, atol=atol)
+    np.testing.assert_allclose(scorer.aggregate_influence(TRAIN, TEST), expected.sum(1), rtol=1e-6, atol=atol)
+    top = scorer.top_k(TRAIN, TEST, 5)
+    np.testing.assert_array_equal(top.indices, np.argsort(-expected, axis=0)[:5].T)
+    np.testing.assert_allclose(top.scores, -np.sort(-expected, axis=0)[:5].T, rtol=1e-6, atol=atol)
+    np.testing.assert_allclose(scorer.self_influence(TRAIN), expected_self, rtol=1e-6)
+
+
+def naive_datainf(checkpoints, grads, width, damping, test_side=1):
+    """Per block: lambda_l = damping mean |g_l|^2 / d_l and the explicit matrix
+    sum_i (I - g_il g_il^T / (lambda_l + |g_il|^2)) / (n lambda_l), placed on a block diagonal; loops."""
+    total, lambdas = 0.0, []
+    for c, (g_train, *g_tests) in zip(checkpoints, grads):
+        n, dim = g_train.shape
+        inverse, lams = np.zeros((dim, dim)), []
+        for start in range(0, dim, width):
+            block = slice(start, start + width)
+            lam = damping * np.mean([g[block] @ g[block] for g in g_train]) / width
+            inverse[block, block] = sum(np.eye(width) - np.outer(g[block], g[block]) / (lam + g[block] @ g[block])
+                                        for g in g_train) / (n * lam)
+            lams.append(lam)
+        g_test = g_tests[test_side - 1] if g_tests else g_train
+        scores = np.zeros((n, len(g_test)))
+        for i in range(n):
+            for j in range(len(g_test)):
+                scores[i, j] = c.learning_rate * g_test[j] @ inverse @ g_train[i]
+        total, lambdas = total + scores, lambdas + [lams]
+    return total, np.array(lambdas)
+
+
+@pytest.mark.parametrize("blocks", ["token", "prompt"])
+def test_float64_datainf_matches_its_formula(float64_toy, blocks):
+    model, checkpoints, grads, _ = float64_toy
+    width = model.prompt_shape[1] if blocks == "token" else int(np.prod(model.prompt_shape))
+    expected, lambdas = naive_datainf(checkpoints, grads, width, 0.1)
+    square, _ = naive_datainf(checkpoints, [(g_train,) for g_train, _ in grads], width, 0.1)
+    with jax.enable_x64(True):
+        scorer = DataInf(model, checkpoints, TRAIN, blocks=blocks, batch_size=4)
+        np.testing.assert_allclose(scorer.lambdas, lambdas, rtol=1e-10)
+        check_against(scorer, expected, np.diag(square))
+
+
+def test_datainf_with_one_block_and_large_damping_gives_tracin_up_to_scale(float64_toy):
+    model, checkpoints, _, _ = float64_toy
+    with jax.enable_x64(True):
+        scorer = DataInf(model, checkpoints, TRAIN, damping=1e9, blocks="prompt", batch_size=4)
+        rescaled = [dataclasses.replace(c, learning_rate=c.learning_rate / lam)  # sum_c lr_c / lambda_c g.g
+                    for c, [lam] in zip(checkpoints, scorer.lambdas)]
+        np.testing.assert_allclose(scorer.influence(TRAIN, TEST), TracIn(model, rescaled).influence(TRAIN, TEST),
+                                   rtol=1e-6)
+        one = checkpoints[:1]
+        large = DataInf(model, one, TRAIN, damping=1e9, blocks="prompt", batch_size=4)
+        tracin = TracIn(model, one, batch_size=4).influence(TRAIN, TEST)
+        np.testing.assert_allclose(large.lambdas[0, 0] * large.influence(TRAIN, TEST), tracin, rtol=1e-6)
+        np.testing.assert_array_equal(np.argsort(large.influence(TRAIN, TEST), axis=0), np.argsort(tracin, axis=0))
+        small = DataInf(model, one, TRAIN, damping=1e-3, blocks="prompt", batch_size=4).influence(TRAIN, TEST)
+        assert not np.array_equal(np.argsort(small, axis=0), np.argsort(tracin, axis=0))  # curvature matters
+
+
+def test_datainf_refuses_projection_and_bad_arguments():
+    model = toy_model()
+    checkpoints = toy_checkpoints(model)
+    with pytest.raises(ValueError, match="projection_dim=6, expected None"):
+        DataInf(model, checkpoints, TRAIN, projection_dim=6)
+    with pytest.raises(ValueError, match="blocks='layer'"):
+        DataInf(model, checkpoints, TRAIN, blocks="layer")
+    with pytest.raises(ValueError, match="damping=0"):
+        DataInf(model, checkpoints, TRAIN, damping=0)
+    with pytest.raises(ValueError, match="no cosine variant"):
+        DataInf(model, checkpoints, TRAIN).influence_dot_and_cosine(TRAIN, TEST)
+
+
+def naive_trak(checkpoints, grads, probabilities, damping, projection=None, square=False):
+    """TRAK's own form per checkpoint, phi(v)^T (Phi^T Phi + lambda I)^{-1} phi(z) (1 - p(z)) with
+    phi = -g / (1 - p), p from an explicit softmax, lambda = damping trace / d; explicit inverse, loops,
+    then the mean over checkpoints."""
+    total, lambdas = 0.0, []
+    for (g_train, g_test), (p_train, p_test) in zip(grads, probabilities):
+        if square:
+            g_test, p_test = g_train, p_train
+        if projection is not None:
+            g_train, g_test = g_train @ projection, g_test @ projection
+        phi_train, phi_test = -g_train / (1 - p_train[:, None]), -g_test / (1 - p_test[:, None])
+        kernel = phi_train.T @ phi_train
+        lam = damping * np.trace(kernel) / len(kernel)
+        inverse = np.linalg.inv(kernel + lam * np.eye(len(kernel)))
+        scores = np.zeros((len(g_train), len(g_test)))
+        for i in range(len(g_train)):
+            for j in range(len(g_test)):
+                scores[i, j] = phi_test[j] @ inverse @ phi_train[i] * (1 - p_train[i]) / len(checkpoints)
+        total, lambdas = total + scores, lambdas + [lam]
+    return total, np.array(lambdas)
+
+
+@pytest.mark.parametrize("damping, method", [(1e-3, "tiled"), (0.1, "vmap")])
+def test_float64_trak_matches_its_formula(float64_toy, damping, method):
+    model, checkpoints, grads, probabilities = float64_toy
+    expected, lambdas = naive_trak(checkpoints, grads, probabilities, damping)
+    square, _ = naive_trak(checkpoints, grads, probabilities, damping, square=True)
+    with jax.enable_x64(True):
+        scorer = TRAK(model, checkpoints, TRAIN, damping=damping, batch_size=4, method=method)
+        np.testing.assert_allclose(scorer.lambdas, lambdas, rtol=1e-10)
+        check_against(scorer, expected, np.diag(square))
+
+
+def test_projected_trak_matches_its_formula_on_projected_gradients(float64_toy):
+    model, checkpoints, grads, probabilities = float64_toy
+    projection = np.asarray(projection_matrix(int(np.prod(model.prompt_shape)), 6, seed=3), np.float64)
+    expected, _ = naive_trak(checkpoints, grads, probabilities, 1e-3, projection=projection)
+    square, _ = naive_trak(checkpoints, grads, probabilities, 1e-3, projection=projection, square=True)
+    with jax.enable_x64(True):
+        scorer = TRAK(model, checkpoints, TRAIN, projection_dim=6, projection_seed=3, batch_size=4)
+        assert scorer._factors[0][0].shape == (6, 6)  # the solve happens in the projected space
+        check_against(scorer, expected, np.diag(square))
+    with pytest.raises(ValueError, match="damping=-1"):
+        TRAK(model, checkpoints, TRAIN, damping=-1)
+
+
+@pytest.mark.parametrize("name, scorer", [("datainf", DataInf), ("trak", TRAK)])
+def test_datainf_and_trak_strategies_are_minus_the_weighted_sum_over_v(name, scorer):
+    from gbair.recovery import strategies  # pylint: disable=import-outside-toplevel
+
+    model = toy_model()
+    checkpoints = toy_checkpoints(model)
+    train, wrong = TRAIN, TEST.with_labels(np.array([0, 0, 1, 2]))
+    context = strategies.SelectionContext(model=model, train=train, checkpoints=checkpoints, prompt=None,
+                                          misclassified=wrong, corrupted=np.zeros(len(train), bool), seed=0,
+                                          fit=None, batch_size=4, balance_classes=True)
+    matrix = scorer(model, checkpoints, train, batch_size=4).influence(train, wrong)
+    weights = np.array([0.5, 0.5, 1.0, 1.0])
+    np.testing.assert_allclose(strategies.score(name, context), -matrix @ weights, rtol=1e-5)
+    precomputed = dataclasses.replace(context, influence={name: 2 * matrix})  # the loop's cache is read
+    np.testing.assert_allclose(strategies.score(name, precomputed), -2 * matrix @ weights, rtol=1e-6)

@@ -154,15 +154,17 @@ def run_worker(*args, env=None):
 
 
 SCORE_KEYS = ("influence", "self", "aggregate", "top_indices", "top_scores", "low_indices", "low_scores")
+SECOND_ORDER_KEYS = ("InfluenceFunction_self", "DataInf_self", "TRAK_self", "TRAK_influence")
 
 
 def test_eight_devices_give_the_same_scores_as_one(tmp_path):
-    worker = run_worker(tmp_path / "out.npz", env={"XLA_FLAGS": "--xla_force_host_platform_device_count=8"})
+    worker = run_worker(tmp_path / "out.npz", "--second-order",
+                        env={"XLA_FLAGS": "--xla_force_host_platform_device_count=8"})
     output = worker.communicate(timeout=300)[0]
     assert worker.returncode == 0, output[-3000:]
     result = np.load(tmp_path / "out.npz")
     assert int(result["devices"]) == 8 and int(result["single_devices"]) == 1
-    for key in SCORE_KEYS:
+    for key in SCORE_KEYS + SECOND_ORDER_KEYS:
         np.testing.assert_allclose(result[key], result[f"single_{key}"], rtol=1e-6, atol=1e-7, err_msg=key)
 
 

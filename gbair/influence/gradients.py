@@ -24,18 +24,29 @@ def per_example_grads(loss_fn: LossFn, params: Any, prompt: jax.Array, batch: Ma
       vmap: jax.vmap(jax.grad(loss of one example)).
     Both compile to one batched forward + backward pass (see benchmarks/tracin_bench.py).
     """
+    return per_example_losses_and_grads(loss_fn, params, prompt, batch, method=method)[1]
+
+
+def per_example_losses_and_grads(loss_fn: LossFn, params: Any, prompt: jax.Array, batch: Mapping[str, jax.Array],
+                                 *, method: Method = "tiled") -> tuple[jax.Array, jax.Array]:
+    """([B] losses, [B, P, E] gradients) from the same forward + backward pass (TRAK needs both);
+    losses are unweighted, gradients as `per_example_grads`."""
     batch_size = batch["label"].shape[0]
     out_dtype = jnp.promote_types(prompt.dtype, jnp.float32)
     weight = batch.get("weight", jnp.ones((batch_size,), out_dtype))
     if method == "tiled":
         def total_loss(tiled):
-            return jnp.sum(loss_fn(params, tiled, batch) * weight)
+            losses = loss_fn(params, tiled, batch)
+            return jnp.sum(losses * weight), losses
 
-        return jax.grad(total_loss)(jnp.broadcast_to(prompt, (batch_size,) + prompt.shape)).astype(out_dtype)
+        grads, losses = jax.grad(total_loss, has_aux=True)(jnp.broadcast_to(prompt, (batch_size,) + prompt.shape))
+        return losses.astype(out_dtype), grads.astype(out_dtype)
     if method == "vmap":
         def one_loss(prompt, example, w):
-            return loss_fn(params, prompt, jax.tree.map(lambda x: x[None], example))[0] * w
+            loss = loss_fn(params, prompt, jax.tree.map(lambda x: x[None], example))[0]
+            return loss * w, loss
 
         examples = {k: v for k, v in batch.items() if k != "weight"}
-        return jax.vmap(jax.grad(one_loss), in_axes=(None, 0, 0))(prompt, examples, weight).astype(out_dtype)
+        grads, losses = jax.vmap(jax.grad(one_loss, has_aux=True), in_axes=(None, 0, 0))(prompt, examples, weight)
+        return losses.astype(out_dtype), grads.astype(out_dtype)
     raise ValueError(f"per_example_grads: method={method!r}, expected 'tiled' or 'vmap'")

@@ -1,23 +1,24 @@
-"""Second-order influence over the prompt: damped Gauss-Newton (empirical Fisher) influence functions.
+"""Second-order influence over the prompt: influence functions, DataInf and TRAK.
 
-Prompt tuning trains only d = prompt_length x d_model numbers (6,144 for the embedded MiniLM), so the
-d x d curvature of the prompt can be formed and solved exactly:
+Each is TracIn (tracin.py) with the test side multiplied by an inverse curvature built from the
+training set z_1..z_n, so influence, aggregate influence, self-influence and top-k keep TracIn's
+streamed, sharded scoring, its result types and its sign (positive: training on z lowers v's loss;
+Koh and Liang's I_up,loss is its negative). g_c = d loss / d prompt at checkpoint c.
 
-    IF(z, v) = sum_c lr_c g_c(v)^T (G_c + lambda I)^{-1} g_c(z),   G_c = mean_i g_c(z_i) g_c(z_i)^T
+    InfluenceFunction  sum_c lr_c g_c(v)^T (G_c + lambda I)^{-1} g_c(z),   G_c = mean_i g_c(z_i) g_c(z_i)^T
+    DataInf            the same with G_c block-diagonal, each block's inverse in closed form
+    TRAK               mean_c g_c(v)^T (Phi_c^T Phi_c + lambda_c I)^{-1} g_c(z) / (1 - p_c(v))
 
-over the training set z_i, per checkpoint c (g_c = d loss / d prompt, projected when projection_dim
-is set). The sign is TracIn's (positive: training on z lowers v's loss; Koh and Liang's
-I_up,loss is its negative), and as lambda grows, lambda * IF tends to TracIn. lambda is `damping`
-times the mean eigenvalue of the G_c (trace / d, averaged over checkpoints), so one setting fits any
-gradient scale.
-
-Cost: one pass over the training set for G (memory: one block plus C d x d float64 matrices; use
-projection_dim beyond a few thousand dimensions), then TracIn's own streamed, sharded scoring with
-the preconditioned test side, so influence, aggregate influence and top-k share its code.
+Prompt tuning trains only d = prompt_length x d_model numbers (6,144 for the embedded MiniLM), so
+d x d curvatures can be formed and solved exactly. Every damping is relative to the curvature's
+mean eigenvalue (trace / d), so one setting fits any gradient scale.
 """
 
-from typing import Sequence
+import functools
+from typing import Literal, Sequence
 
+import jax
+import jax.numpy as jnp
 import numpy as np
 import scipy.linalg
 
@@ -25,9 +26,34 @@ from gbair.data.dataset import TextDataset
 from gbair.influence.tracin import TracIn
 from gbair.models.prompts import PromptCheckpoint, PromptModel
 
+Blocks = Literal["token", "prompt"]
+MIN_ONE_MINUS_P = 1e-6  # TRAK's 1 - p is clipped here, so confidently fitted examples stay finite
 
-class InfluenceFunction(TracIn):
+
+class _Preconditioned(TracIn):
+    """What the second-order methods share: self-influence through `precondition`, no cosine variant."""
+
+    def self_influence(self, train: TextDataset) -> np.ndarray:
+        """[N] sum_c lr_c g_c(z)^T precondition(g_c(z)) (the diagonal of `influence(train, train)`)."""
+        out = []
+        for _, count, features in self._stream("self-influence", train, self._features_fn, ()):
+            block = features[:, :count].astype(np.float64)
+            out.append(np.einsum("c,cbd,cbd->b", self._rates, block, self.precondition(block)))
+        return np.concatenate(out).astype(self.dtype)
+
+    def influence_dot_and_cosine(self, train: TextDataset, test: TextDataset):
+        raise ValueError(f"{type(self).__name__} has no cosine variant (it would drop the curvature); "
+                         "use influence()")
+
+
+class InfluenceFunction(_Preconditioned):
     """Damped empirical-Fisher influence of `train` examples, with TracIn's interface and result types.
+
+        IF(z, v) = sum_c lr_c g_c(v)^T (G_c + lambda I)^{-1} g_c(z),   G_c = mean_i g_c(z_i) g_c(z_i)^T
+
+    lambda is `damping` times the mean eigenvalue of the G_c (averaged over checkpoints); as it
+    grows, lambda * IF tends to TracIn. Cost: one pass over the training set (memory: one block plus
+    C d x d float64 matrices; use projection_dim beyond a few thousand dimensions).
 
     Args: as TracIn (variant is always `dot`), plus
       train: the training set whose gradients define the curvature G_c.
@@ -53,16 +79,139 @@ class InfluenceFunction(TracIn):
 
     def precondition(self, features: np.ndarray) -> np.ndarray:
         """[C, T, d] -> (G_c + lambda I)^{-1} applied to each row, per checkpoint."""
-        return np.stack([scipy.linalg.cho_solve(factor, f.astype(np.float64).T).T
-                         for factor, f in zip(self._factors, features)])
+        return _cho_solve(self._factors, features)
+
+
+class DataInf(_Preconditioned):
+    """DataInf (Kwon et al. 2024): the influence function with a block-diagonal G_c whose blocks are
+    inverted in closed form, so no d x d solve and no projection are needed.
+
+    Per checkpoint c and block l (d_l numbers), with g_il the block of g_c(z_i):
+
+        lambda_l = damping * mean_i |g_il|^2 / d_l,   M_l = mean_i g_il g_il^T / (lambda_l + |g_il|^2)
+        (G_l + lambda_l I)^{-1} ~ (I - M_l) / lambda_l
+
+    (the mean of the exact inverses of lambda_l I + g_il g_il^T, in place of the inverse of their
+    mean), and DataInf(z, v) = sum_c lr_c g_c(v)^T blockdiag_l((I - M_l) / lambda_l) g_c(z). DataInf's
+    blocks are a network's layers; a prompt has one layer, so its blocks here are its tokens (rows of
+    E numbers, `blocks="token"`), or the whole prompt (`blocks="prompt"`, one d x d block).
+
+    Cost: two passes over the training set, each a TracIn pass (block norms for lambda_l, then M_l);
+    memory C x P x E x E float64 (C d x d for one block). Blocks live in parameter space, so
+    projection_dim is refused.
+
+    Args: as TracIn (variant is always `dot`, no projection), plus
+      train: the training set whose gradients define the M_l.
+      damping: lambda_l / (mean eigenvalue of G_l); DataInf's default is 0.1.
+      blocks: `token` (one block per prompt token) or `prompt` (one block).
+    """
+
+    def __init__(self, model: PromptModel, checkpoints: Sequence[PromptCheckpoint], train: TextDataset, *,
+                 damping: float = 0.1, blocks: Blocks = "token", **tracin_kwargs):
+        if damping <= 0:
+            raise ValueError(f"DataInf: damping={damping}, expected > 0")
+        if blocks not in ("token", "prompt"):
+            raise ValueError(f"DataInf: blocks={blocks!r}, expected 'token' or 'prompt'")
+        if tracin_kwargs.get("projection_dim") is not None:
+            raise ValueError(f"DataInf: projection_dim={tracin_kwargs['projection_dim']}, expected None "
+                             "(its blocks are prompt tokens, in parameter space)")
+        if len(train) == 0:
+            raise ValueError("DataInf: the training set is empty")
+        super().__init__(model, checkpoints, variant="dot", **tracin_kwargs)
+        tokens, width = model.prompt_shape
+        self._block_shape = (tokens, width) if blocks == "token" else (1, tokens * width)
+        norms = sum((self._split(f[:, :n]) ** 2).sum(axis=(1, 3))
+                    for _, n, f in self._stream("DataInf norms", train, self._features_fn, ()))
+        self.lambdas = damping * norms / len(train) / self._block_shape[1]  # [C, blocks]
+        moments = 0.0
+        for _, count, features in self._stream("DataInf", train, self._features_fn, ()):
+            g = self._split(features[:, :count]).transpose(0, 2, 1, 3)  # [C, blocks, b, d_l]
+            weights = 1.0 / (self.lambdas[:, :, None] + (g ** 2).sum(-1))
+            moments = moments + np.matmul((g * weights[..., None]).transpose(0, 1, 3, 2), g)  # BLAS
+        self._moments = moments / len(train)  # M_l: [C, blocks, d_l, d_l]
+
+    def _split(self, features: np.ndarray) -> np.ndarray:
+        """[C, b, d] -> [C, b, blocks, d_l] in float64."""
+        return features.astype(np.float64).reshape(features.shape[:2] + self._block_shape)
+
+    def precondition(self, features: np.ndarray) -> np.ndarray:
+        """[C, T, d] -> (v - M_l v) / lambda_l in every block l of each row, per checkpoint."""
+        v = self._split(features).transpose(0, 2, 1, 3)  # [C, blocks, T, d_l]
+        out = (v - np.matmul(v, self._moments)) / self.lambdas[:, :, None, None]  # M_l is symmetric
+        return out.transpose(0, 2, 1, 3).reshape(features.shape)
+
+
+class TRAK(_Preconditioned):
+    """TRAK (Park et al. 2023) with the saved checkpoints in place of independently trained models.
+
+    TRAK regresses on the gradient of the model output f = log(p / (1 - p)), here the margin of the
+    given label with p = exp(-loss) (the label's probability under cross-entropy; the verbalizer's
+    likelihood under T5's rank classification). d loss / d f = -(1 - p), so the margin gradient is
+    phi = -g / (1 - p), and per checkpoint c, with Phi_c the rows phi_c(z_i) of the training set and
+    Q = diag(1 - p):
+
+        score_c(z, v) = phi_c(v)^T (Phi_c^T Phi_c + lambda_c I)^{-1} phi_c(z) (1 - p_c(z))
+                      = g_c(v)^T (Phi_c^T Phi_c + lambda_c I)^{-1} g_c(z) / (1 - p_c(v)),
+
+    positive when training on z raises v's margin, i.e. lowers its loss (TracIn's sign). TRAK(z, v)
+    is the mean over checkpoints, without learning rates (TRAK averages models; it averages the
+    kernel products and Q separately, here each checkpoint's score is complete first). 1 - p is
+    clipped at 1e-6. projection_dim is TRAK's random projection (TracIn's seeded Gaussian map).
+
+    Cost: one pass over the training set (memory: one block plus C d x d float64 matrices), then
+    TracIn's scoring; each pass also reads the losses, from the same forward pass as the gradients.
+
+    Args: as TracIn (variant is always `dot`), plus
+      train: the training set whose margin gradients make Phi_c.
+      damping: lambda_c / (mean eigenvalue of Phi_c^T Phi_c). TRAK solves without a ridge; this small
+        default only keeps the solve defined, and float32 gradient noise small, when the training set
+        has fewer examples than d (unprojected prompts).
+    """
+
+    def __init__(self, model: PromptModel, checkpoints: Sequence[PromptCheckpoint], train: TextDataset, *,
+                 damping: float = 1e-3, **tracin_kwargs):
+        if damping <= 0:
+            raise ValueError(f"TRAK: damping={damping}, expected > 0")
+        if len(train) == 0:
+            raise ValueError("TRAK: the training set is empty")
+        super().__init__(model, checkpoints, variant="dot", **tracin_kwargs)
+        self._rates = np.full(len(checkpoints), 1.0 / len(checkpoints), self.dtype)  # a mean, not lr-weighted
+        kernel = 0.0
+        for _, count, (grads, scale) in self._stream("TRAK kernel", train, self._margin_fn, ()):
+            phi = grads[:, :count].astype(np.float64) * scale[:, :count, None]  # -phi; the sign cancels below
+            kernel = kernel + np.matmul(phi.transpose(0, 2, 1), phi)  # Phi^T Phi, [C, d, d]
+        dim = kernel.shape[-1]
+        self.lambdas = damping * np.trace(kernel, axis1=1, axis2=2) / dim  # [C]
+        self._factors = [scipy.linalg.cho_factor(k + lam * np.eye(dim)) for k, lam in zip(kernel, self.lambdas)]
+
+    @functools.cached_property
+    def _margin_fn(self):
+        """jit: block -> ([C, B, d] gradient features, [C, B] 1 / (1 - p)), replicated."""
+        def margins(params, prompts, projection, batch):
+            features, losses = self._features_and_losses(params, prompts, projection, batch)
+            return features, 1.0 / jnp.maximum(-jnp.expm1(-losses), MIN_ONE_MINUS_P)  # 1 - exp(-loss), accurately
+
+        return jax.jit(margins, out_shardings=self._replicated)
+
+    def _test_features(self, test: TextDataset) -> np.ndarray:
+        """[C, T, d] g_c(v) / (1 - p_c(v)) (= -phi_c(v))."""
+        return np.concatenate([g[:, :n] * s[:, :n, None]
+                               for _, n, (g, s) in self._stream("TRAK test side", test, self._margin_fn, ())], axis=1)
+
+    def precondition(self, features: np.ndarray) -> np.ndarray:
+        """[C, T, d] -> (Phi_c^T Phi_c + lambda_c I)^{-1} applied to each row, per checkpoint."""
+        return _cho_solve(self._factors, features)
 
     def self_influence(self, train: TextDataset) -> np.ndarray:
-        """[N] sum_c lr_c g_c(z)^T (G_c + lambda I)^{-1} g_c(z) (the diagonal of `influence(train, train)`)."""
+        """[N] mean_c g_c(z)^T (Phi_c^T Phi_c + lambda_c I)^{-1} g_c(z) / (1 - p_c(z)) (the diagonal of
+        `influence(train, train)`)."""
         out = []
-        for _, count, features in self._stream("self-influence", train, self._features_fn, ()):
-            block = features[:, :count].astype(np.float64)
-            out.append(np.einsum("c,cbd,cbd->b", self._rates, block, self.precondition(block)))
+        for _, count, (grads, scale) in self._stream("self-influence", train, self._margin_fn, ()):
+            g = grads[:, :count].astype(np.float64)
+            out.append(np.einsum("c,cbd,cbd->b", self._rates, g, self.precondition(g * scale[:, :count, None])))
         return np.concatenate(out).astype(self.dtype)
 
-    def influence_dot_and_cosine(self, train: TextDataset, test: TextDataset):
-        raise ValueError("InfluenceFunction has no cosine variant (it would drop the curvature); use influence()")
+
+def _cho_solve(factors, features: np.ndarray) -> np.ndarray:
+    """[C, T, d] -> each checkpoint's Cholesky-factored matrix solved against each row, in float64."""
+    return np.stack([scipy.linalg.cho_solve(factor, f.astype(np.float64).T).T for factor, f in zip(factors, features)])

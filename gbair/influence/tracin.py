@@ -19,7 +19,7 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from gbair.batching import PassProgress, make_batch, pad_indices
 from gbair.data.dataset import TextDataset
-from gbair.influence.gradients import Method, per_example_grads
+from gbair.influence.gradients import Method, per_example_losses_and_grads
 from gbair.models.prompts import DATA, PromptCheckpoint, PromptModel, device_mesh, place
 
 Variant = Literal["dot", "cosine"]
@@ -159,7 +159,8 @@ class TracIn:
     def _stream(self, what, dataset, fn, extra):
         """Yields (begin, valid count, host output of fn(params, prompts, projection, *extra, batch))."""
         for begin, count, batch in self._blocks(what, dataset):
-            yield begin, count, np.asarray(fn(self._params, self._prompts, self._projection, *extra, batch))
+            yield begin, count, jax.tree.map(np.asarray, fn(self._params, self._prompts, self._projection,
+                                                            *extra, batch))
 
     @functools.cached_property
     def _features_fn(self):
@@ -167,14 +168,19 @@ class TracIn:
         return jax.jit(self._features, out_shardings=self._replicated)
 
     def _features(self, params, prompts, projection, batch):
+        return self._features_and_losses(params, prompts, projection, batch)[0]
+
+    def _features_and_losses(self, params, prompts, projection, batch):
+        """[C, B, d] gradient features and [C, B] losses (free: the forward pass computes them anyway)."""
         def one_checkpoint(prompt):
-            grads = per_example_grads(self.model.loss_fn, params, prompt, batch, method=self.method)
+            losses, grads = per_example_losses_and_grads(self.model.loss_fn, params, prompt, batch,
+                                                         method=self.method)
             flat = grads.reshape(grads.shape[0], -1)
             if projection is not None:
                 flat = jnp.dot(flat, projection, preferred_element_type=self.dtype)
             if self.variant == "cosine":
                 flat = _unit(flat)
-            return flat
+            return flat, losses
 
         return jax.lax.map(one_checkpoint, prompts)
 
@@ -234,11 +240,15 @@ class TracIn:
         """lr_c * preconditioned test features [C, T, d] (or their sum over T, [C, 1, d]), replicated."""
         if len(test) == 0:
             raise ValueError("TracIn: the test set is empty")
-        features = self.gradient_features(test)
+        features = self._test_features(test)
         if aggregate:
             features = features.sum(axis=1, keepdims=True)
         side = self.precondition(features) * self._rates[:, None, None]
         return self._put(side.astype(self.dtype), self._replicated)
+
+    def _test_features(self, test: TextDataset) -> np.ndarray:
+        """[C, T, d] test-side features before `precondition`: the gradients (TRAK rescales them)."""
+        return self.gradient_features(test)
 
     def precondition(self, features: np.ndarray) -> np.ndarray:
         """[C, T, d] test-side features -> what the training gradients are dotted with (TracIn: as is;

@@ -121,8 +121,8 @@ class Experiment:
 
     datasets: name -> {"train", "validation", "test"} splits (validation and test stay clean).
     strategy_names: from `clean` (bound) and gbair.recovery.strategies.STRATEGIES: tracin,
-      tracin_by_label, tracin_cosine, influence_function, influence_function_by_label,
-      self_influence, loss, random, cleanlab, oracle.
+      tracin_by_label, tracin_cosine, influence_function, influence_function_by_label, datainf,
+      trak, self_influence, loss, random, cleanlab, oracle.
     seeds: each seed sets the corruption, the prompt initialisation and the batch order.
     """
 

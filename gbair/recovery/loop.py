@@ -210,14 +210,11 @@ class Sweep:
 
     def influence_matrices(self, scored_run: pathlib.Path, checkpoints, train: TextDataset,
                            misclassified: TextDataset, strategy: str) -> dict[str, np.ndarray] | None:
-        """The [N_train, |V|] influence matrices a strategy reads (TracIn dot and cosine, or the influence
-        function), computed once per scored run: every strategy of a family at iteration 1 scores the
-        same corrupted run."""
-        if strategy in strategies.TRACIN_BASED:
-            family = "tracin"
-        elif strategy in strategies.INFLUENCE_FUNCTION_BASED:
-            family = "influence_function"
-        else:
+        """The [N_train, |V|] influence matrices a strategy reads (strategies.FAMILIES: TracIn dot and
+        cosine, or one second-order scorer's), computed once per scored run: every strategy of a family
+        at iteration 1 scores the same corrupted run."""
+        family = strategies.FAMILIES.get(strategy)
+        if family is None:
             return None
         key = (scored_run, family)
         if key not in self._influence:
@@ -226,8 +223,8 @@ class Sweep:
                 scorer = TracIn(self.model, checkpoints, batch_size=batch)
                 matrices = dict(zip(("dot", "cosine"), scorer.influence_dot_and_cosine(train, misclassified)))
             else:
-                matrices = {"influence_function": strategies.influence_function_matrix(
-                    self.model, checkpoints, train, misclassified, batch)}
+                matrices = {family: strategies.second_order_matrix(family, self.model, checkpoints, train,
+                                                                   misclassified, batch)}
             self._influence = {k: v for k, v in self._influence.items() if k[0] == scored_run}  # keep one run's
             self._influence[key] = matrices
         return self._influence[key]

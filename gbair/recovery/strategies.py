@@ -13,7 +13,7 @@ from typing import Callable, Mapping, Sequence
 import numpy as np
 
 from gbair.data.dataset import TextDataset
-from gbair.influence.second_order import InfluenceFunction
+from gbair.influence.second_order import TRAK, DataInf, InfluenceFunction
 from gbair.influence.tracin import TracIn
 from gbair.models.prompts import PromptCheckpoint, PromptModel
 from gbair.train import trainer
@@ -32,7 +32,7 @@ class SelectionContext:
     seed: int
     fit: Callable[[TextDataset, str], np.ndarray]  # (training set, run name) -> reported prompt
     batch_size: int = 32
-    influence: Mapping[str, np.ndarray] | None = None  # dot / cosine / influence_function -> [N_train, |V|]
+    influence: Mapping[str, np.ndarray] | None = None  # dot / cosine / a SECOND_ORDER name -> [N_train, |V|]
     balance_classes: bool = False  # weigh V's classes equally in TracIn's sum over V
 
 
@@ -59,7 +59,7 @@ def tracin(context: SelectionContext, variant: str = "dot") -> np.ndarray:
     suspicion(z) = -sum_v w_v TracIn(z, v) over V (true labels; w_v from `query_weights`): a very
     negative influence means training on z pushed V's loss up.
     """
-    return -_tracin_matrix(context, variant) @ query_weights(context.misclassified.labels, context.balance_classes)
+    return _minus_sum_over_v(_tracin_matrix(context, variant), context)
 
 
 def tracin_by_label(context: SelectionContext) -> np.ndarray:
@@ -73,6 +73,11 @@ def tracin_by_label(context: SelectionContext) -> np.ndarray:
     proportion to its share of the training set. Examples whose label has no such error in V get 0.
     """
     return _by_label(_tracin_matrix(context, "dot"), context)
+
+
+def _minus_sum_over_v(influence: np.ndarray, context: SelectionContext) -> np.ndarray:
+    """`tracin`'s rule for any [N_train, |V|] influence matrix."""
+    return -influence @ query_weights(context.misclassified.labels, context.balance_classes)
 
 
 def _by_label(influence: np.ndarray, context: SelectionContext) -> np.ndarray:
@@ -89,28 +94,42 @@ def _by_label(influence: np.ndarray, context: SelectionContext) -> np.ndarray:
     return suspicion
 
 
-def _influence_function_matrix(context: SelectionContext) -> np.ndarray:
-    """[N_train, |V|] damped empirical-Fisher influence (gbair.influence.second_order), curvature from
-    the current training set: precomputed by the loop, or computed here."""
-    if context.influence is not None and "influence_function" in context.influence:
-        return context.influence["influence_function"]
-    return influence_function_matrix(context.model, context.checkpoints, context.train, context.misclassified,
-                                     context.batch_size)
+# The second-order scorers (gbair.influence.second_order), their curvature from the current training set.
+SECOND_ORDER: dict[str, type[TracIn]] = {"influence_function": InfluenceFunction, "datainf": DataInf, "trak": TRAK}
 
 
-def influence_function_matrix(model: PromptModel, checkpoints: Sequence[PromptCheckpoint], train: TextDataset,
-                              misclassified: TextDataset, batch_size: int) -> np.ndarray:
-    return InfluenceFunction(model, checkpoints, train, batch_size=batch_size).influence(train, misclassified)
+def second_order_matrix(family: str, model: PromptModel, checkpoints: Sequence[PromptCheckpoint],
+                        train: TextDataset, misclassified: TextDataset, batch_size: int) -> np.ndarray:
+    """[N_train, |V|] influence of the SECOND_ORDER scorer `family`, its curvature from `train`."""
+    return SECOND_ORDER[family](model, checkpoints, train, batch_size=batch_size).influence(train, misclassified)
+
+
+def _second_order_matrix(context: SelectionContext, family: str) -> np.ndarray:
+    """`second_order_matrix` on the context: precomputed by the loop, or computed here."""
+    if context.influence is not None and family in context.influence:
+        return context.influence[family]
+    return second_order_matrix(family, context.model, context.checkpoints, context.train, context.misclassified,
+                               context.batch_size)
 
 
 def influence_function(context: SelectionContext) -> np.ndarray:
     """G-BAIR's rule (minus the sum over V) with influence functions instead of TracIn."""
-    return -_influence_function_matrix(context) @ query_weights(context.misclassified.labels, context.balance_classes)
+    return _minus_sum_over_v(_second_order_matrix(context, "influence_function"), context)
 
 
 def influence_function_by_label(context: SelectionContext) -> np.ndarray:
     """`tracin_by_label`'s rule with influence functions instead of TracIn."""
-    return _by_label(_influence_function_matrix(context), context)
+    return _by_label(_second_order_matrix(context, "influence_function"), context)
+
+
+def datainf(context: SelectionContext) -> np.ndarray:
+    """G-BAIR's rule with DataInf (closed-form inverse of a block-diagonal damped Fisher) instead of TracIn."""
+    return _minus_sum_over_v(_second_order_matrix(context, "datainf"), context)
+
+
+def trak(context: SelectionContext) -> np.ndarray:
+    """G-BAIR's rule with TRAK (margin-gradient regression, averaged over checkpoints) instead of TracIn."""
+    return _minus_sum_over_v(_second_order_matrix(context, "trak"), context)
 
 
 def tracin_cosine(context: SelectionContext) -> np.ndarray:
@@ -161,11 +180,17 @@ def oracle(context: SelectionContext) -> np.ndarray:
 STRATEGIES: dict[str, Callable[[SelectionContext], np.ndarray]] = {
     "tracin": tracin, "tracin_by_label": tracin_by_label, "tracin_cosine": tracin_cosine,
     "influence_function": influence_function, "influence_function_by_label": influence_function_by_label,
+    "datainf": datainf, "trak": trak,
     "self_influence": self_influence, "loss": loss, "random": random, "cleanlab": cleanlab, "oracle": oracle,
 }
 BOUNDS = ("clean",)  # not selection strategies: trained once on the true labels
 TRACIN_BASED = ("tracin", "tracin_by_label", "tracin_cosine")  # these get per-example explanations in the report
-INFLUENCE_FUNCTION_BASED = ("influence_function", "influence_function_by_label")
+# Strategies that read precomputed [N_train, |V|] matrices, by family: "tracin" (dot and cosine, one pass)
+# or a SECOND_ORDER name; the loop computes each family's matrices once per scored run.
+FAMILIES: dict[str, str] = {
+    **{name: "tracin" for name in TRACIN_BASED},
+    "influence_function": "influence_function", "influence_function_by_label": "influence_function",
+    "datainf": "datainf", "trak": "trak"}
 
 
 def score(strategy: str, context: SelectionContext) -> np.ndarray:

@@ -43,7 +43,7 @@ CLEAN = "clean"
 # as the upper bound on detection. Unknown strategies follow, alphabetically.
 STRATEGY_ORDER: tuple[str, ...] = (
     "tracin", "tracin_by_label", "tracin_cosine", "influence_function", "influence_function_by_label",
-    "self_influence", "loss", "random", "cleanlab", "oracle")
+    "datainf", "trak", "self_influence", "loss", "random", "cleanlab", "oracle")
 MISSING = "-"
 
 Row = dict  # one validated results.csv row: str / int / float values, test_auc may be None
