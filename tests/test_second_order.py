@@ -67,6 +67,21 @@ def test_projected_influence_function_uses_the_projected_gradients():
         InfluenceFunction(model, checkpoints, TRAIN, damping=0.0)
 
 
+@pytest.mark.parametrize("family", ["influence_function", "trak"])
+def test_prompts_too_big_for_a_dense_curvature_need_a_projection(family, monkeypatch):
+    from gbair.influence import second_order  # pylint: disable=import-outside-toplevel
+    from gbair.recovery import strategies  # pylint: disable=import-outside-toplevel
+
+    model = toy_model()
+    checkpoints = toy_checkpoints(model)
+    monkeypatch.setattr(second_order, "MAX_DENSE_DIM", int(np.prod(model.prompt_shape)) - 1)
+    with pytest.raises(ValueError, match="set projection_dim"):
+        strategies.second_order_matrix(family, model, checkpoints, TRAIN, TEST, 4)
+    projected = strategies.second_order_matrix(family, model, checkpoints, TRAIN, TEST, 4, projection_dim=6)
+    scorer = strategies.SECOND_ORDER[family](model, checkpoints, TRAIN, batch_size=4, projection_dim=6)
+    np.testing.assert_allclose(projected, scorer.influence(TRAIN, TEST), rtol=1e-6)
+
+
 def test_influence_function_strategies_score_every_example_with_the_tracin_rules():
     from gbair.recovery import strategies  # pylint: disable=import-outside-toplevel
 

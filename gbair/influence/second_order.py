@@ -28,10 +28,19 @@ from gbair.models.prompts import PromptCheckpoint, PromptModel
 
 Blocks = Literal["token", "prompt"]
 MIN_ONE_MINUS_P = 1e-6  # TRAK's 1 - p is clipped here, so confidently fitted examples stay finite
+MAX_DENSE_DIM = 16_384  # a d x d float64 matrix per checkpoint: 2 GiB here; beyond, project
 
 
 class _Preconditioned(TracIn):
     """What the second-order methods share: self-influence through `precondition`, no cosine variant."""
+
+    def _check_dense(self, projection_dim: int | None) -> None:
+        """Refuses a d x d curvature too big to hold (T5 1.1 base's 100 x 768 prompt: 44 GiB per checkpoint)."""
+        dim = projection_dim or int(np.prod(self.model.prompt_shape))
+        if dim > MAX_DENSE_DIM:
+            raise ValueError(f"{type(self).__name__}: {dim} prompt numbers make a {dim} x {dim} float64 matrix "
+                             f"per checkpoint ({dim * dim * 8 / 2**30:.0f} GiB); set projection_dim "
+                             f"(RecoveryConfig.projection_dim), e.g. 4096")
 
     def self_influence(self, train: TextDataset) -> np.ndarray:
         """[N] sum_c lr_c g_c(z)^T precondition(g_c(z)) (the diagonal of `influence(train, train)`)."""
@@ -67,6 +76,7 @@ class InfluenceFunction(_Preconditioned):
         if len(train) == 0:
             raise ValueError("InfluenceFunction: the training set is empty")
         super().__init__(model, checkpoints, variant="dot", **tracin_kwargs)
+        self._check_dense(tracin_kwargs.get("projection_dim"))
         fisher = None
         for _, count, features in self._stream("Fisher", train, self._features_fn, ()):
             block = features[:, :count].astype(np.float64)  # [C, b, d]; padding rows dropped
@@ -175,6 +185,7 @@ class TRAK(_Preconditioned):
         if len(train) == 0:
             raise ValueError("TRAK: the training set is empty")
         super().__init__(model, checkpoints, variant="dot", **tracin_kwargs)
+        self._check_dense(tracin_kwargs.get("projection_dim"))
         self._rates = np.full(len(checkpoints), 1.0 / len(checkpoints), self.dtype)  # a mean, not lr-weighted
         kernel = 0.0
         for _, count, (grads, scale) in self._stream("TRAK kernel", train, self._margin_fn, ()):

@@ -43,6 +43,9 @@ class RecoveryConfig:
     balance_classes: TracIn strategies weigh each class of the misclassified set V equally (else
       every example of V counts once, and the majority error class dominates the sum).
     stratified_corruption: flip labels in proportion to class sizes.
+    tracin_batch_size: training examples per device per block when scoring influence.
+    projection_dim: influence_function and trak solve their d x d curvature in a seeded random
+      projection of this size (None: exact; needed beyond 16,384 prompt numbers, e.g. T5's 100 x 768).
     """
 
     iterations: int = 2
@@ -52,6 +55,7 @@ class RecoveryConfig:
     balance_classes: bool = False
     stratified_corruption: bool = False
     tracin_batch_size: int = 32
+    projection_dim: int | None = None
 
     def __post_init__(self):
         if self.action not in ("remove", "relabel"):
@@ -61,6 +65,8 @@ class RecoveryConfig:
                             f"flag_fraction={self.flag_fraction}; expected >= 0, >= 0 and in [0, 1]")
         if self.tracin_batch_size <= 0:
             raise UserError(f"RecoveryConfig.tracin_batch_size={self.tracin_batch_size}, expected > 0")
+        if self.projection_dim is not None and self.projection_dim <= 0:
+            raise UserError(f"RecoveryConfig.projection_dim={self.projection_dim}, expected > 0 or None")
 
     def k(self, n_train: int) -> int:
         return min(n_train, self.flag_count or int(round(self.flag_fraction * n_train)))

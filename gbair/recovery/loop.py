@@ -59,8 +59,8 @@ class Sweep:
         """Claims every cell's folders for this run's settings (see `claim`) before any training, which
         also validates every cell's corrupted labels and decisions file."""
         model = trainer.model_fingerprint(self.model)
-        training = trainer.digest(dataclasses.asdict(dataclasses.replace(self.train_config, seed=0)))
-        recovery = trainer.digest(dataclasses.asdict(self.recovery))
+        training = trainer.digest(_settings(dataclasses.replace(self.train_config, seed=0)))
+        recovery = trainer.digest(_settings(self.recovery))
         data = {name: trainer.digest([trainer.dataset_fingerprint(splits[s]) for s in ("train", "validation", "test")])
                 for name, splits in datasets.items()}
         for cell in cells:
@@ -186,7 +186,7 @@ class Sweep:
                 misclassified=misclassified, corrupted=is_corrupted, seed=cell.seed,
                 fit=lambda data, run: self.fit(data, validation, directory / run, cell.seed)[1].prompt,
                 batch_size=self.recovery.tracin_batch_size, influence=influence,
-                balance_classes=self.recovery.balance_classes)
+                balance_classes=self.recovery.balance_classes, projection_dim=self.recovery.projection_dim)
             suspicion = strategies.score(name, context)
             flagged = strategies.top_k(suspicion, self.recovery.k(len(train)))
             if name in strategies.TRACIN_BASED:
@@ -224,7 +224,7 @@ class Sweep:
                 matrices = dict(zip(("dot", "cosine"), scorer.influence_dot_and_cosine(train, misclassified)))
             else:
                 matrices = {family: strategies.second_order_matrix(family, self.model, checkpoints, train,
-                                                                   misclassified, batch)}
+                                                                   misclassified, batch, self.recovery.projection_dim)}
             self._influence = {k: v for k, v in self._influence.items() if k[0] == scored_run}  # keep one run's
             self._influence[key] = matrices
         return self._influence[key]
@@ -269,6 +269,12 @@ def write_scalars(logdir: files.Location, rows: Sequence[dict]) -> None:
             "flagged/detection_auroc": row.get("detection_auroc"), "flagged/detection_ap": row.get("detection_ap"),
             "n_corrupted_remaining": row.get("n_corrupted_remaining")})
     scalars.close()
+
+
+def _settings(config: Any) -> dict[str, Any]:
+    """A config's fields for its identity; None fields are left out, so an option added later whose
+    None keeps the old behaviour does not orphan the workdirs made before it."""
+    return {k: v for k, v in dataclasses.asdict(config).items() if v is not None}
 
 
 def _fmt(value: float | None) -> str:

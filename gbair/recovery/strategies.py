@@ -34,6 +34,7 @@ class SelectionContext:
     batch_size: int = 32
     influence: Mapping[str, np.ndarray] | None = None  # dot / cosine / a SECOND_ORDER name -> [N_train, |V|]
     balance_classes: bool = False  # weigh V's classes equally in TracIn's sum over V
+    projection_dim: int | None = None  # influence_function and trak solve in a projection of this size
 
 
 def query_weights(labels: np.ndarray, balance_classes: bool) -> np.ndarray:
@@ -99,9 +100,13 @@ SECOND_ORDER: dict[str, type[TracIn]] = {"influence_function": InfluenceFunction
 
 
 def second_order_matrix(family: str, model: PromptModel, checkpoints: Sequence[PromptCheckpoint],
-                        train: TextDataset, misclassified: TextDataset, batch_size: int) -> np.ndarray:
-    """[N_train, |V|] influence of the SECOND_ORDER scorer `family`, its curvature from `train`."""
-    return SECOND_ORDER[family](model, checkpoints, train, batch_size=batch_size).influence(train, misclassified)
+                        train: TextDataset, misclassified: TextDataset, batch_size: int,
+                        projection_dim: int | None = None) -> np.ndarray:
+    """[N_train, |V|] influence of the SECOND_ORDER scorer `family`, its curvature from `train`;
+    projection_dim applies to influence_function and trak (DataInf's blocks need no projection)."""
+    projection = {} if family == "datainf" else {"projection_dim": projection_dim}
+    return SECOND_ORDER[family](model, checkpoints, train, batch_size=batch_size, **projection).influence(
+        train, misclassified)
 
 
 def _second_order_matrix(context: SelectionContext, family: str) -> np.ndarray:
@@ -109,7 +114,7 @@ def _second_order_matrix(context: SelectionContext, family: str) -> np.ndarray:
     if context.influence is not None and family in context.influence:
         return context.influence[family]
     return second_order_matrix(family, context.model, context.checkpoints, context.train, context.misclassified,
-                               context.batch_size)
+                               context.batch_size, context.projection_dim)
 
 
 def influence_function(context: SelectionContext) -> np.ndarray:
