@@ -9,7 +9,7 @@ import os
 
 import numpy as np
 
-from gbair import UserError
+from gbair import UserError, files
 from gbair.data.dataset import TextDataset
 
 ACTIONS = ("relabel", "remove", "keep")
@@ -18,8 +18,7 @@ ACTIONS = ("relabel", "remove", "keep")
 def apply_decisions(dataset: TextDataset, path: os.PathLike) -> TextDataset:
     """`dataset` with the decisions in `path` applied; ValueError (nothing applied) on any bad entry."""
     try:
-        with open(path, encoding="utf-8") as f:
-            raw = json.load(f)
+        raw = json.loads(files.path(path).read_text(encoding="utf-8"))
     except (OSError, ValueError) as e:
         raise UserError(f"{path}: cannot read decisions JSON ({e})") from e
     if not isinstance(raw, dict) or not isinstance(raw.get("decisions"), list):

@@ -155,7 +155,7 @@ class Experiment:
             missing = [s for s in ("train", "validation", "test") if s not in splits]
             if missing:
                 raise UserError(f"Experiment.datasets[{name!r}] has no {missing} split, expected train, validation, test")
-        if self.relabel_file is not None and not pathlib.Path(self.relabel_file).is_file():
+        if self.relabel_file is not None and not files.path(self.relabel_file).is_file():
             raise UserError(f"RELABEL_FILE={self.relabel_file!r}: no such file")
 
     def cells(self) -> list[Cell]:
