@@ -41,7 +41,7 @@ def initialize(distributed: bool | None, coordinator_address: str | None = None,
     try:
         jax.distributed.initialize(coordinator_address, num_processes, process_id)
     except (ValueError, RuntimeError) as e:
-        raise UsageError(f"jax.distributed.initialize failed: {e}") from e
+        raise UsageError(f"jax.distributed.initialize failed ({e}); on a single host pass --nodistributed") from e
     logging.info("gbair: process %d of %d, %d local / %d global devices", jax.process_index(),
                  jax.process_count(), jax.local_device_count(), jax.device_count())
 
