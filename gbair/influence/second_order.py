@@ -32,7 +32,19 @@ MAX_DENSE_DIM = 16_384  # a d x d float64 matrix per checkpoint: 2 GiB here; bey
 
 
 class _Preconditioned(TracIn):
-    """What the second-order methods share: self-influence through `precondition`, no cosine variant."""
+    """What the second-order methods share: their argument checks, self-influence through
+    `precondition`, no cosine variant. `dense`: the method holds d x d matrices (refused when too big)."""
+
+    def __init__(self, model: PromptModel, checkpoints: Sequence[PromptCheckpoint], train: TextDataset, *,
+                 damping: float, dense: bool, **tracin_kwargs):
+        name = type(self).__name__
+        if damping <= 0:
+            raise ValueError(f"{name}: damping={damping}, expected > 0")
+        if len(train) == 0:
+            raise ValueError(f"{name}: the training set is empty")
+        super().__init__(model, checkpoints, variant="dot", **tracin_kwargs)
+        if dense:
+            self._check_dense(tracin_kwargs.get("projection_dim"))
 
     def _check_dense(self, projection_dim: int | None) -> None:
         """Refuses a d x d curvature too big to hold (T5 1.1 base's 100 x 768 prompt: 44 GiB per checkpoint)."""
@@ -71,12 +83,7 @@ class InfluenceFunction(_Preconditioned):
 
     def __init__(self, model: PromptModel, checkpoints: Sequence[PromptCheckpoint], train: TextDataset, *,
                  damping: float = 0.01, **tracin_kwargs):
-        if damping <= 0:
-            raise ValueError(f"InfluenceFunction: damping={damping}, expected > 0")
-        if len(train) == 0:
-            raise ValueError("InfluenceFunction: the training set is empty")
-        super().__init__(model, checkpoints, variant="dot", **tracin_kwargs)
-        self._check_dense(tracin_kwargs.get("projection_dim"))
+        super().__init__(model, checkpoints, train, damping=damping, dense=True, **tracin_kwargs)
         fisher = None
         for _, count, features in self._stream("Fisher", train, self._features_fn, ()):
             block = features[:, :count].astype(np.float64)  # [C, b, d]; padding rows dropped
@@ -118,16 +125,12 @@ class DataInf(_Preconditioned):
 
     def __init__(self, model: PromptModel, checkpoints: Sequence[PromptCheckpoint], train: TextDataset, *,
                  damping: float = 0.1, blocks: Blocks = "token", **tracin_kwargs):
-        if damping <= 0:
-            raise ValueError(f"DataInf: damping={damping}, expected > 0")
         if blocks not in ("token", "prompt"):
             raise ValueError(f"DataInf: blocks={blocks!r}, expected 'token' or 'prompt'")
         if tracin_kwargs.get("projection_dim") is not None:
             raise ValueError(f"DataInf: projection_dim={tracin_kwargs['projection_dim']}, expected None "
                              "(its blocks are prompt tokens, in parameter space)")
-        if len(train) == 0:
-            raise ValueError("DataInf: the training set is empty")
-        super().__init__(model, checkpoints, variant="dot", **tracin_kwargs)
+        super().__init__(model, checkpoints, train, damping=damping, dense=False, **tracin_kwargs)
         tokens, width = model.prompt_shape
         self._block_shape = (tokens, width) if blocks == "token" else (1, tokens * width)
         norms = sum((self._split(f[:, :n]) ** 2).sum(axis=(1, 3))
@@ -180,12 +183,7 @@ class TRAK(_Preconditioned):
 
     def __init__(self, model: PromptModel, checkpoints: Sequence[PromptCheckpoint], train: TextDataset, *,
                  damping: float = 1e-3, **tracin_kwargs):
-        if damping <= 0:
-            raise ValueError(f"TRAK: damping={damping}, expected > 0")
-        if len(train) == 0:
-            raise ValueError("TRAK: the training set is empty")
-        super().__init__(model, checkpoints, variant="dot", **tracin_kwargs)
-        self._check_dense(tracin_kwargs.get("projection_dim"))
+        super().__init__(model, checkpoints, train, damping=damping, dense=True, **tracin_kwargs)
         self._rates = np.full(len(checkpoints), 1.0 / len(checkpoints), self.dtype)  # a mean, not lr-weighted
         kernel = 0.0
         for _, count, (grads, scale) in self._stream("TRAK kernel", train, self._margin_fn, ()):

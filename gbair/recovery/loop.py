@@ -11,9 +11,10 @@ The workdir's layout is gbair.recovery.experiment's. Every training run resumes 
 checkpoints, each finished iteration and strategy is written atomically, and results.csv is rebuilt
 from the finished strategies: a rerun skips finished work, resumes the rest, and never duplicates
 or loses a row. With several processes (gbair.hosts) every one runs all of this, process 0 alone
-writes, and every resume decision is process 0's reading of the workdir. Each cell folder first records in identity.json what determines its results (data,
-corrupted labels, model, TrainConfig, RecoveryConfig); a rerun whose settings give another
-identity is refused before any training, so results of different settings never mix.
+writes, and every resume decision is process 0's reading of the workdir. Each cell folder first
+records in identity.json what determines its results (data, corrupted labels, model, TrainConfig,
+RecoveryConfig); a rerun whose settings give another identity is refused before any training, so
+results of different settings never mix.
 """
 
 import csv
