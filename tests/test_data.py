@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from gbair import UserError
 from gbair.data import spam_assassin
 from gbair.data.dataset import TextDataset, stratified_split
 from gbair.data.spam_assassin import GROUPS, LoadReport, load_spam_assassin
@@ -171,6 +172,22 @@ def test_stratified_split_invariants():
     train = splits["train"]
     assert list(train.ids) != sorted(train.ids)
     assert train.labels.tolist() != sorted(train.labels.tolist())
+
+
+def test_balanced_splits_are_half_and_half_at_the_requested_sizes():
+    ds = _toy([0] * 70 + [1] * 31, class_names=("a", "b"))
+    sizes = {"train": 40, "validation": 11, "test": 10}
+    splits = stratified_split(ds, sizes, seed=0, balanced=True)
+    all_ids = [i for s in splits.values() for i in s.ids]
+    assert len(all_ids) == len(set(all_ids)), "splits overlap"
+    assert {name: split.class_counts().tolist() for name, split in splits.items()} == {
+        "train": [20, 20], "validation": [6, 5], "test": [5, 5]}
+    index = {i: k for k, i in enumerate(ds.ids)}
+    for split in splits.values():
+        assert [int(ds.labels[index[i]]) for i in split.ids] == split.labels.tolist()
+    assert splits["train"].ids != stratified_split(ds, sizes, seed=1, balanced=True)["train"].ids
+    with pytest.raises(UserError, match=r"too few of \['b'\]"):
+        stratified_split(ds, {"train": 64}, seed=0, balanced=True)  # 32 of class 1 needed, 31 exist
 
 
 def test_stratified_split_is_deterministic_in_seed():

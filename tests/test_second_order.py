@@ -3,6 +3,7 @@
 import dataclasses
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
@@ -13,12 +14,15 @@ from tests.toy_model import brute_force_grads, toy_checkpoints, toy_dataset, toy
 TRAIN, TEST = toy_dataset(13, seed=1), toy_dataset(4, seed=2)
 
 
-def naive_influence_function(model, checkpoints, train, test, damping):
-    """Explicit G_c = mean g g^T, lambda = damping * mean_c trace(G_c) / d, explicit inverse, loops."""
+def naive_influence_function(model, checkpoints, train, test, damping, fishers=None, rank=None):
+    """Explicit G_c (default mean g g^T), lambda = damping * mean_c trace(G_c) / rank with rank
+    min(N, d) (the number of nonzero eigenvalues in general position; the toy's prompt gradients are
+    not in general position), explicit inverse, loops."""
     grads = [(brute_force_grads(model, c, train), brute_force_grads(model, c, test)) for c in checkpoints]
-    fishers = [g_train.T @ g_train / len(train) for g_train, _ in grads]
+    if fishers is None:
+        fishers = [g_train.T @ g_train / len(train) for g_train, _ in grads]
     dim = fishers[0].shape[0]
-    lam = damping * np.mean([np.trace(f) for f in fishers]) / dim
+    lam = damping * np.mean([np.trace(f) for f in fishers]) / (rank or min(len(train), dim))
     total = np.zeros((len(train), len(test)))
     for c, (g_train, g_test), fisher in zip(checkpoints, grads, fishers):
         inverse = np.linalg.inv(fisher + lam * np.eye(dim))
@@ -26,6 +30,59 @@ def naive_influence_function(model, checkpoints, train, test, damping):
             for j in range(len(test)):
                 total[i, j] += c.learning_rate * g_test[j] @ inverse @ g_train[i]
     return total, lam
+
+
+def test_damping_is_relative_to_the_mean_nonzero_eigenvalue_of_a_rank_deficient_gram():
+    from gbair.influence.second_order import mean_nonzero_eigenvalue  # pylint: disable=import-outside-toplevel
+
+    rng = np.random.default_rng(0)
+    for n, dim in [(7, 30), (30, 7), (9, 9)]:
+        gram = sum(np.outer(g, g) for g in rng.standard_normal((n, dim)))
+        eigenvalues = np.linalg.eigvalsh(gram)
+        nonzero = eigenvalues[eigenvalues > 1e-9 * eigenvalues.max()]
+        assert len(nonzero) == min(n, dim)
+        assert mean_nonzero_eigenvalue(np.trace(gram), n, dim) == pytest.approx(nonzero.mean(), rel=1e-10)
+        if n < dim:  # the old trace / d rule is n / d times smaller
+            assert np.trace(gram) / dim == pytest.approx(nonzero.mean() * n / dim, rel=1e-10)
+
+
+def true_fishers(model, checkpoints, train):
+    """Per checkpoint, the Gauss-Newton matrix mean_i J_i^T (diag(p_i) - p_i p_i^T) J_i with J_i the
+    jacobian of the logits w.r.t. the prompt (jax.jacobian per example) and p_i their softmax."""
+    features = model.featurize(train.texts)
+    out = []
+    for c in checkpoints:
+        total = 0.0
+        for i in range(len(train)):
+            example = {k: v[i:i + 1] for k, v in features.items()}
+            logits_of = lambda p: model.logits_fn(model.params, p, example)[0]  # noqa: E731
+            jac = np.asarray(jax.jacobian(logits_of)(jnp.asarray(c.prompt)), np.float64).reshape(
+                len(model.class_names), -1)
+            logits = np.asarray(logits_of(jnp.asarray(c.prompt)), np.float64)
+            p = np.exp(logits - logits.max()) / np.exp(logits - logits.max()).sum()
+            total = total + jac.T @ (np.diag(p) - np.outer(p, p)) @ jac
+        out.append(total / len(train))
+    return out
+
+
+def test_float64_fisher_curvature_is_the_gauss_newton_matrix():
+    with jax.enable_x64(True):
+        model = toy_model(np.float64)
+        checkpoints = toy_checkpoints(model, dtype=np.float64)
+        fishers = true_fishers(model, checkpoints, TRAIN)
+        rank = min(len(TRAIN) * 2, fishers[0].shape[0])  # N (K - 1) directions, K = 3 classes
+        expected, lam = naive_influence_function(model, checkpoints, TRAIN, TEST, 0.1, fishers=fishers, rank=rank)
+        scorer = InfluenceFunction(model, checkpoints, TRAIN, damping=0.1, curvature="fisher", batch_size=4)
+        assert scorer.damping == pytest.approx(lam, rel=1e-8)
+        np.testing.assert_allclose(scorer.influence(TRAIN, TEST), expected, rtol=1e-6, atol=1e-9 * np.abs(expected).max())
+        relabelled = InfluenceFunction(model, checkpoints, TRAIN.with_labels((TRAIN.labels + 1) % 3), damping=0.1,
+                                       curvature="fisher", batch_size=4)
+        np.testing.assert_allclose(relabelled.influence(TRAIN, TEST), expected, rtol=1e-6,
+                                   atol=1e-9 * np.abs(expected).max())  # the given labels do not enter it
+        empirical = InfluenceFunction(model, checkpoints, TRAIN, damping=0.1, batch_size=4).influence(TRAIN, TEST)
+        assert not np.allclose(empirical, expected, rtol=1e-3)  # the curvature option is used
+    with pytest.raises(ValueError, match="curvature='hessian'"):
+        InfluenceFunction(model, checkpoints, TRAIN, curvature="hessian")
 
 
 @pytest.mark.parametrize("damping", [1e-3, 0.1])
@@ -132,7 +189,7 @@ def check_against(scorer, expected, expected_self):
 
 
 def naive_datainf(checkpoints, grads, width, damping, test_side=1):
-    """Per block: lambda_l = damping mean |g_l|^2 / d_l and the explicit matrix
+    """Per block: lambda_l = damping mean |g_l|^2 / min(n, d_l) and the explicit matrix
     sum_i (I - g_il g_il^T / (lambda_l + |g_il|^2)) / (n lambda_l), placed on a block diagonal; loops."""
     total, lambdas = 0.0, []
     for c, (g_train, *g_tests) in zip(checkpoints, grads):
@@ -140,7 +197,7 @@ def naive_datainf(checkpoints, grads, width, damping, test_side=1):
         inverse, lams = np.zeros((dim, dim)), []
         for start in range(0, dim, width):
             block = slice(start, start + width)
-            lam = damping * np.mean([g[block] @ g[block] for g in g_train]) / width
+            lam = damping * np.mean([g[block] @ g[block] for g in g_train]) / min(n, width)
             inverse[block, block] = sum(np.eye(width) - np.outer(g[block], g[block]) / (lam + g[block] @ g[block])
                                         for g in g_train) / (n * lam)
             lams.append(lam)
@@ -197,7 +254,7 @@ def test_datainf_refuses_projection_and_bad_arguments():
 
 def naive_trak(checkpoints, grads, probabilities, damping, projection=None, square=False):
     """TRAK's own form per checkpoint, phi(v)^T (Phi^T Phi + lambda I)^{-1} phi(z) (1 - p(z)) with
-    phi = -g / (1 - p), p from an explicit softmax, lambda = damping trace / d; explicit inverse, loops,
+    phi = -g / (1 - p), p from an explicit softmax, lambda = damping trace / min(N, d); explicit inverse, loops,
     then the mean over checkpoints."""
     total, lambdas = 0.0, []
     for (g_train, g_test), (p_train, p_test) in zip(grads, probabilities):
@@ -207,7 +264,7 @@ def naive_trak(checkpoints, grads, probabilities, damping, projection=None, squa
             g_train, g_test = g_train @ projection, g_test @ projection
         phi_train, phi_test = -g_train / (1 - p_train[:, None]), -g_test / (1 - p_test[:, None])
         kernel = phi_train.T @ phi_train
-        lam = damping * np.trace(kernel) / len(kernel)
+        lam = damping * np.trace(kernel) / min(len(g_train), len(kernel))
         inverse = np.linalg.inv(kernel + lam * np.eye(len(kernel)))
         scores = np.zeros((len(g_train), len(g_test)))
         for i in range(len(g_train)):

@@ -210,9 +210,11 @@ def _round_allocation(sizes: Sequence[int], class_counts: Sequence[int]) -> np.n
 
 def stratified_split(
     dataset: TextDataset, sizes: Mapping[str, int], *, seed: int,
-    universe: Sequence[tuple[str, int]] | None = None,
+    universe: Sequence[tuple[str, int]] | None = None, balanced: bool = False,
 ) -> dict[str, TextDataset]:
-    """Disjoint splits of exact ``sizes`` whose class mix matches the full set.
+    """Disjoint splits of exact ``sizes`` whose class mix matches the full set (``balanced``: every
+    class equally often in every split, the first classes taking one more when a size does not
+    divide; the control for class imbalance).
 
     Deterministic in ``seed`` and the order of ``sizes``; each class count is
     within 1 of ``size * class_fraction``.  Examples not in any split are dropped.
@@ -254,7 +256,16 @@ def stratified_split(
     for c in range(len(dataset.class_names)):
         order = rng.permutation(np.flatnonzero(universe_labels == c))
         per_class.append(np.array([position[universe_ids[u]] for u in order if universe_ids[u] in position], np.int64))
-    alloc = _round_allocation(counts, [len(p) for p in per_class])
+    if balanced:
+        classes = len(per_class)
+        alloc = np.array([[size // classes + (c < size % classes) for c in range(classes)] for size in counts])
+        short = [dataset.class_names[c] for c in range(classes) if alloc[:, c].sum() > len(per_class[c])]
+        if short:
+            raise UserError(f"stratified_split: balanced sizes {dict(zip(names, counts))} need "
+                            f"{alloc.sum(0).tolist()} examples per class; too few of {short} "
+                            f"(has {[len(p) for p in per_class]})")
+    else:
+        alloc = _round_allocation(counts, [len(p) for p in per_class])
 
     taken = [0] * len(per_class)
     out: dict[str, TextDataset] = {}

@@ -18,8 +18,10 @@ def spam_assassin_splits(
     data_dir: str | None = None,
     groups: Sequence[str] = spam_assassin.GROUPS,
     max_chars: int = 2000,
+    balanced: bool = False,
 ) -> dict[str, TextDataset]:
-    """Stratified splits of SpamAssassin with exact `sizes` (e.g. {"train": 1200, ...}) from `seed`.
+    """Stratified splits of SpamAssassin with exact `sizes` (e.g. {"train": 1200, ...}) from `seed`;
+    `balanced`: half ham, half spam in every split (the corpus is about 69% ham).
 
     data_dir defaults to the corpus installed by `python -m gbair.assets` (digest-checked); its
     splits are drawn over the pinned list of the ids it loads as (spam_assassin_ids.txt), so a
@@ -32,7 +34,7 @@ def spam_assassin_splits(
     if data_dir is None:
         pinned = [example_id for example_id in PINNED_IDS.read_text().split() if example_id.split("/")[0] in groups]
         universe = [(example_id, spam_assassin.label_for_group(example_id.split("/")[0])) for example_id in pinned]
-    return stratified_split(dataset, dict(sizes), seed=seed, universe=universe)
+    return stratified_split(dataset, dict(sizes), seed=seed, universe=universe, balanced=balanced)
 
 
 PINNED_IDS = pathlib.Path(__file__).with_name("spam_assassin_ids.txt")

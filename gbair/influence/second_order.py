@@ -10,8 +10,11 @@ Koh and Liang's I_up,loss is its negative). g_c = d loss / d prompt at checkpoin
     TRAK               mean_c g_c(v)^T (Phi_c^T Phi_c + lambda_c I)^{-1} g_c(z) / (1 - p_c(v))
 
 Prompt tuning trains only d = prompt_length x d_model numbers (6,144 for the embedded MiniLM), so
-d x d curvatures can be formed and solved exactly. Every damping is relative to the curvature's
-mean eigenvalue (trace / d), so one setting fits any gradient scale.
+d x d curvatures can be formed and solved exactly. Every damping is relative to the curvature's mean
+*nonzero* eigenvalue, trace / rank with rank = min(vectors summed, d) (`mean_nonzero_eigenvalue`):
+N = 400 training gradients span at most 400 of the 6,144 directions, and trace / d would make
+lambda ~15x smaller than intended, leaving the methods nearly ridgeless. So one setting fits any
+gradient scale and any N.
 """
 
 import functools
@@ -21,14 +24,23 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import scipy.linalg
+import scipy.special
 
 from gbair.data.dataset import TextDataset
 from gbair.influence.tracin import TracIn
 from gbair.models.prompts import PromptCheckpoint, PromptModel
 
 Blocks = Literal["token", "prompt"]
+Curvature = Literal["empirical_fisher", "fisher"]
+CURVATURES = ("empirical_fisher", "fisher")
 MIN_ONE_MINUS_P = 1e-6  # TRAK's 1 - p is clipped here, so confidently fitted examples stay finite
 MAX_DENSE_DIM = 16_384  # a d x d float64 matrix per checkpoint: 2 GiB here; beyond, project
+
+
+def mean_nonzero_eigenvalue(trace: np.ndarray | float, vectors: int, dim: int) -> np.ndarray | float:
+    """trace / min(vectors, dim): the mean of the nonzero eigenvalues of a sum of `vectors` outer
+    products in `dim` dimensions (in general position they span exactly min(vectors, dim) directions)."""
+    return trace / min(vectors, dim)
 
 
 class _Preconditioned(TracIn):
@@ -45,6 +57,11 @@ class _Preconditioned(TracIn):
         super().__init__(model, checkpoints, variant="dot", **tracin_kwargs)
         if dense:
             self._check_dense(tracin_kwargs.get("projection_dim"))
+
+    @functools.cached_property
+    def _features_and_losses_fn(self):
+        """jit: block -> ([C, B, d] gradient features, [C, B] losses), replicated."""
+        return jax.jit(self._features_and_losses, out_shardings=self._replicated)
 
     def _check_dense(self, projection_dim: int | None) -> None:
         """Refuses a d x d curvature too big to hold (T5 1.1 base's 100 x 768 prompt: 44 GiB per checkpoint)."""
@@ -68,31 +85,67 @@ class _Preconditioned(TracIn):
 
 
 class InfluenceFunction(_Preconditioned):
-    """Damped empirical-Fisher influence of `train` examples, with TracIn's interface and result types.
+    """Damped Fisher influence of `train` examples, with TracIn's interface and result types.
 
-        IF(z, v) = sum_c lr_c g_c(v)^T (G_c + lambda I)^{-1} g_c(z),   G_c = mean_i g_c(z_i) g_c(z_i)^T
+        IF(z, v) = sum_c lr_c g_c(v)^T (G_c + lambda I)^{-1} g_c(z)
 
-    lambda is `damping` times the mean eigenvalue of the G_c (averaged over checkpoints); as it
-    grows, lambda * IF tends to TracIn. Cost: one pass over the training set (memory: one block plus
-    C d x d float64 matrices; use projection_dim beyond a few thousand dimensions).
+    with G_c one of two curvatures (`curvature`):
+      empirical_fisher  mean_i g_c(z_i) g_c(z_i)^T under the *given* labels (Koh and Liang's usual
+                        stand-in). Under label noise the flipped examples' large gradients dominate
+                        it, so the inverse whitens away exactly the directions that expose them.
+      fisher            mean_i sum_y p_c(y | z_i) g_c(z_i, y) g_c(z_i, y)^T, the true Fisher: labels
+                        drawn from the model, so no given label enters the curvature. For a softmax
+                        head it is the Gauss-Newton matrix J^T (diag(p) - p p^T) J. p is the softmax
+                        over classes of minus each label's loss: the class probability for MiniLM's
+                        cross-entropy and for T5's rank classification alike. Costs K gradient
+                        passes (K classes) instead of one.
+    lambda is `damping` times the mean nonzero eigenvalue of the G_c (averaged over checkpoints;
+    rank min(N, d) for the empirical Fisher, min(N (K - 1), d) for the Fisher); as it grows,
+    lambda * IF tends to TracIn. Memory: one block plus C d x d float64 matrices (use projection_dim
+    beyond a few thousand dimensions).
 
     Args: as TracIn (variant is always `dot`), plus
       train: the training set whose gradients define the curvature G_c.
-      damping: lambda / (mean eigenvalue of the G_c); larger is closer to TracIn.
+      damping: lambda / (mean nonzero eigenvalue of the G_c); larger is closer to TracIn.
+      curvature: `empirical_fisher` or `fisher`.
     """
 
     def __init__(self, model: PromptModel, checkpoints: Sequence[PromptCheckpoint], train: TextDataset, *,
-                 damping: float = 0.01, **tracin_kwargs):
+                 damping: float = 0.01, curvature: Curvature = "empirical_fisher", **tracin_kwargs):
+        if curvature not in CURVATURES:
+            raise ValueError(f"InfluenceFunction: curvature={curvature!r}, expected one of {CURVATURES}")
         super().__init__(model, checkpoints, train, damping=damping, dense=True, **tracin_kwargs)
-        fisher = None
+        self.curvature = curvature
+        fisher = self._fisher(train) if curvature == "fisher" else self._empirical_fisher(train)
+        fisher /= len(train)
+        dim, classes = fisher.shape[-1], len(model.class_names)
+        vectors = len(train) * (classes - 1 if curvature == "fisher" else 1)
+        self.damping = float(damping * mean_nonzero_eigenvalue(np.trace(fisher, axis1=1, axis2=2).mean(),
+                                                               vectors, dim))  # lambda
+        self._factors = [scipy.linalg.cho_factor(g + self.damping * np.eye(dim)) for g in fisher]
+
+    def _empirical_fisher(self, train: TextDataset) -> np.ndarray:
+        """[C, d, d] sum_i g_c(z_i) g_c(z_i)^T under the given labels."""
+        fisher = 0.0
         for _, count, features in self._stream("Fisher", train, self._features_fn, ()):
             block = features[:, :count].astype(np.float64)  # [C, b, d]; padding rows dropped
-            outer = np.matmul(block.transpose(0, 2, 1), block)  # BLAS, [C, d, d]
-            fisher = outer if fisher is None else fisher + outer
-        fisher /= len(train)
-        dim = fisher.shape[-1]
-        self.damping = float(damping * np.trace(fisher, axis1=1, axis2=2).mean() / dim)  # lambda
-        self._factors = [scipy.linalg.cho_factor(g + self.damping * np.eye(dim)) for g in fisher]
+            fisher = fisher + np.matmul(block.transpose(0, 2, 1), block)  # BLAS, [C, d, d]
+        return fisher
+
+    def _fisher(self, train: TextDataset) -> np.ndarray:
+        """[C, d, d] sum_i sum_y p_c(y | z_i) g_c(z_i, y) g_c(z_i, y)^T: one pass per label y, in lockstep."""
+        relabelled = [train.with_labels(np.full(len(train), y)) for y in range(len(self.model.class_names))]
+        streams = [self._stream(f"Fisher (label {y})", data, self._features_and_losses_fn, ())
+                   for y, data in enumerate(relabelled)]
+        fisher = 0.0
+        for blocks in zip(*streams):
+            count = blocks[0][1]
+            grads = np.stack([f[:, :count] for _, _, (f, _) in blocks]).astype(np.float64)  # [K, C, b, d]
+            log_p = -np.stack([losses[:, :count] for _, _, (_, losses) in blocks]).astype(np.float64)  # [K, C, b]
+            p = np.exp(log_p - scipy.special.logsumexp(log_p, axis=0, keepdims=True))
+            weighted = grads * np.sqrt(p)[..., None]
+            fisher = fisher + np.einsum("kcbd,kcbe->cde", weighted, weighted, optimize=True)
+        return fisher
 
     def precondition(self, features: np.ndarray) -> np.ndarray:
         """[C, T, d] -> (G_c + lambda I)^{-1} applied to each row, per checkpoint."""
@@ -105,7 +158,7 @@ class DataInf(_Preconditioned):
 
     Per checkpoint c and block l (d_l numbers), with g_il the block of g_c(z_i):
 
-        lambda_l = damping * mean_i |g_il|^2 / d_l,   M_l = mean_i g_il g_il^T / (lambda_l + |g_il|^2)
+        lambda_l = damping * mean_i |g_il|^2 / min(N, d_l),   M_l = mean_i g_il g_il^T / (lambda_l + |g_il|^2)
         (G_l + lambda_l I)^{-1} ~ (I - M_l) / lambda_l
 
     (the mean of the exact inverses of lambda_l I + g_il g_il^T, in place of the inverse of their
@@ -119,7 +172,7 @@ class DataInf(_Preconditioned):
 
     Args: as TracIn (variant is always `dot`, no projection), plus
       train: the training set whose gradients define the M_l.
-      damping: lambda_l / (mean eigenvalue of G_l); DataInf's default is 0.1.
+      damping: lambda_l / (mean nonzero eigenvalue of G_l); DataInf's default is 0.1.
       blocks: `token` (one block per prompt token) or `prompt` (one block).
     """
 
@@ -135,7 +188,7 @@ class DataInf(_Preconditioned):
         self._block_shape = (tokens, width) if blocks == "token" else (1, tokens * width)
         norms = sum((self._split(f[:, :n]) ** 2).sum(axis=(1, 3))
                     for _, n, f in self._stream("DataInf norms", train, self._features_fn, ()))
-        self.lambdas = damping * norms / len(train) / self._block_shape[1]  # [C, blocks]
+        self.lambdas = damping * mean_nonzero_eigenvalue(norms / len(train), len(train), self._block_shape[1])  # [C, blocks]
         moments = 0.0
         for _, count, features in self._stream("DataInf", train, self._features_fn, ()):
             g = self._split(features[:, :count]).transpose(0, 2, 1, 3)  # [C, blocks, b, d_l]
@@ -176,7 +229,7 @@ class TRAK(_Preconditioned):
 
     Args: as TracIn (variant is always `dot`), plus
       train: the training set whose margin gradients make Phi_c.
-      damping: lambda_c / (mean eigenvalue of Phi_c^T Phi_c). TRAK solves without a ridge; this small
+      damping: lambda_c / (mean nonzero eigenvalue of Phi_c^T Phi_c). TRAK solves without a ridge; this small
         default only keeps the solve defined, and float32 gradient noise small, when the training set
         has fewer examples than d (unprojected prompts).
     """
@@ -190,7 +243,7 @@ class TRAK(_Preconditioned):
             phi = grads[:, :count].astype(np.float64) * scale[:, :count, None]  # -phi; the sign cancels below
             kernel = kernel + np.matmul(phi.transpose(0, 2, 1), phi)  # Phi^T Phi, [C, d, d]
         dim = kernel.shape[-1]
-        self.lambdas = damping * np.trace(kernel, axis1=1, axis2=2) / dim  # [C]
+        self.lambdas = damping * mean_nonzero_eigenvalue(np.trace(kernel, axis1=1, axis2=2), len(train), dim)  # [C]
         self._factors = [scipy.linalg.cho_factor(k + lam * np.eye(dim)) for k, lam in zip(kernel, self.lambdas)]
 
     @functools.cached_property

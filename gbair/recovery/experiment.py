@@ -22,6 +22,7 @@ from gbair import UserError, files
 from gbair.data.corruption import corrupt_labels
 from gbair.data.dataset import TextDataset
 from gbair.data.decisions import apply_decisions
+from gbair.influence.second_order import CURVATURES
 from gbair.models.prompts import PromptModel
 from gbair.recovery import strategies
 from gbair.train import trainer
@@ -46,6 +47,10 @@ class RecoveryConfig:
     tracin_batch_size: training examples per device per block when scoring influence.
     projection_dim: influence_function and trak solve their d x d curvature in a seeded random
       projection of this size (None: exact; needed beyond 16,384 prompt numbers, e.g. T5's 100 x 768).
+    damping: per second-order scorer (influence_function, datainf, trak), lambda as a multiple of its
+      curvature's mean nonzero eigenvalue (None or a missing name: the scorer's default).
+    curvature: influence_function's curvature, `empirical_fisher` (given labels) or `fisher`
+      (labels drawn from the model; gbair.influence.second_order.InfluenceFunction); None: empirical.
     """
 
     iterations: int = 2
@@ -56,6 +61,8 @@ class RecoveryConfig:
     stratified_corruption: bool = False
     tracin_batch_size: int = 32
     projection_dim: int | None = None
+    damping: Mapping[str, float] | None = None
+    curvature: str | None = None
 
     def __post_init__(self):
         if self.action not in ("remove", "relabel"):
@@ -67,6 +74,12 @@ class RecoveryConfig:
             raise UserError(f"RecoveryConfig.tracin_batch_size={self.tracin_batch_size}, expected > 0")
         if self.projection_dim is not None and self.projection_dim <= 0:
             raise UserError(f"RecoveryConfig.projection_dim={self.projection_dim}, expected > 0 or None")
+        for name, value in (self.damping or {}).items():
+            if name not in strategies.SECOND_ORDER or not isinstance(value, (int, float)) or not value > 0:
+                raise UserError(f"RecoveryConfig.damping[{name!r}]={value!r}, expected a number > 0 for one of "
+                                f"{sorted(strategies.SECOND_ORDER)}")
+        if self.curvature is not None and self.curvature not in CURVATURES:
+            raise UserError(f"RecoveryConfig.curvature={self.curvature!r}, expected one of {CURVATURES} or None")
 
     def k(self, n_train: int) -> int:
         return min(n_train, self.flag_count or int(round(self.flag_fraction * n_train)))

@@ -187,7 +187,8 @@ class Sweep:
                 misclassified=misclassified, corrupted=is_corrupted, seed=cell.seed,
                 fit=lambda data, run: self.fit(data, validation, directory / run, cell.seed)[1].prompt,
                 batch_size=self.recovery.tracin_batch_size, influence=influence,
-                balance_classes=self.recovery.balance_classes, projection_dim=self.recovery.projection_dim)
+                balance_classes=self.recovery.balance_classes, projection_dim=self.recovery.projection_dim,
+                damping=self.recovery.damping, curvature=self.recovery.curvature)
             suspicion = strategies.score(name, context)
             flagged = strategies.top_k(suspicion, self.recovery.k(len(train)))
             if name in strategies.TRACIN_BASED:
@@ -224,8 +225,9 @@ class Sweep:
                 scorer = TracIn(self.model, checkpoints, batch_size=batch)
                 matrices = dict(zip(("dot", "cosine"), scorer.influence_dot_and_cosine(train, misclassified)))
             else:
-                matrices = {family: strategies.second_order_matrix(family, self.model, checkpoints, train,
-                                                                   misclassified, batch, self.recovery.projection_dim)}
+                matrices = {family: strategies.second_order_matrix(
+                    family, self.model, checkpoints, train, misclassified, batch, self.recovery.projection_dim,
+                    self.recovery.damping, self.recovery.curvature)}
             self._influence = {k: v for k, v in self._influence.items() if k[0] == scored_run}  # keep one run's
             self._influence[key] = matrices
         return self._influence[key]

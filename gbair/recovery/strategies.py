@@ -35,6 +35,8 @@ class SelectionContext:
     influence: Mapping[str, np.ndarray] | None = None  # dot / cosine / a SECOND_ORDER name -> [N_train, |V|]
     balance_classes: bool = False  # weigh V's classes equally in TracIn's sum over V
     projection_dim: int | None = None  # influence_function and trak solve in a projection of this size
+    damping: Mapping[str, float] | None = None  # SECOND_ORDER name -> damping (else the scorer's default)
+    curvature: str | None = None  # influence_function's curvature (else the empirical Fisher)
 
 
 def query_weights(labels: np.ndarray, balance_classes: bool) -> np.ndarray:
@@ -101,11 +103,17 @@ SECOND_ORDER: dict[str, type[TracIn]] = {"influence_function": InfluenceFunction
 
 def second_order_matrix(family: str, model: PromptModel, checkpoints: Sequence[PromptCheckpoint],
                         train: TextDataset, misclassified: TextDataset, batch_size: int,
-                        projection_dim: int | None = None) -> np.ndarray:
+                        projection_dim: int | None = None, damping: Mapping[str, float] | None = None,
+                        curvature: str | None = None) -> np.ndarray:
     """[N_train, |V|] influence of the SECOND_ORDER scorer `family`, its curvature from `train`;
-    projection_dim applies to influence_function and trak (DataInf's blocks need no projection)."""
-    projection = {} if family == "datainf" else {"projection_dim": projection_dim}
-    return SECOND_ORDER[family](model, checkpoints, train, batch_size=batch_size, **projection).influence(
+    projection_dim applies to influence_function and trak (DataInf's blocks need no projection),
+    damping[family] (when given) to any, curvature (when given) to influence_function."""
+    options = {} if family == "datainf" else {"projection_dim": projection_dim}
+    if damping and family in damping:
+        options["damping"] = damping[family]
+    if curvature is not None and family == "influence_function":
+        options["curvature"] = curvature
+    return SECOND_ORDER[family](model, checkpoints, train, batch_size=batch_size, **options).influence(
         train, misclassified)
 
 
@@ -114,7 +122,7 @@ def _second_order_matrix(context: SelectionContext, family: str) -> np.ndarray:
     if context.influence is not None and family in context.influence:
         return context.influence[family]
     return second_order_matrix(family, context.model, context.checkpoints, context.train, context.misclassified,
-                               context.batch_size, context.projection_dim)
+                               context.batch_size, context.projection_dim, context.damping, context.curvature)
 
 
 def influence_function(context: SelectionContext) -> np.ndarray:
