@@ -193,3 +193,17 @@ def test_recovered_fraction_per_seed_and_its_interval(workdir):
     # test_auc is missing for seed 1: that seed is left out, not counted as 0
     assert set(tables.recovered_fractions(rows, "test_auc")[("spam", 0.1, "tracin", 1)]) == {0}
     assert "spam,0.1,tracin,1,1,test_f1,0.6667" in tables.recovered_per_seed_csv(rows)
+
+
+def test_arm_column_is_kept_and_defaults_to_main(tmp_path):
+    path = write_results(tmp_path / "results.csv")
+    assert {r["arm"] for r in tables.load_results(path)} == {tables.DEFAULT_ARM} == {"main"}
+    header, *lines = path.read_text().splitlines()
+    # The same runs again under a second arm are not duplicates; an empty cell is the default arm.
+    path.write_text("\n".join([header + ",arm"] + [line + "," for line in lines]
+                              + [line + ",balanced" for line in lines]) + "\n")
+    rows = tables.load_results(path)
+    assert [r["arm"] for r in rows] == ["main"] * len(lines) + ["balanced"] * len(lines)
+    path.write_text("\n".join([header + ",arm", lines[0] + ",balanced", lines[0] + ",balanced"]) + "\n")
+    with pytest.raises(ValueError, match=r"results\.csv:3: duplicate row for .* iteration=0 arm='balanced'"):
+        tables.load_results(path)

@@ -45,6 +45,7 @@ STRATEGY_ORDER: tuple[str, ...] = (
     "tracin", "tracin_by_label", "tracin_cosine", "influence_function", "influence_function_by_label",
     "datainf", "trak", "self_influence", "loss", "random", "cleanlab", "oracle")
 MISSING = "-"
+DEFAULT_ARM = "main"  # the arm of a row when results.csv has no `arm` column
 
 Row = dict  # one validated results.csv row: str / int / float values, test_auc may be None
 Cell = tuple[str, float]  # (dataset, corruption_rate)
@@ -69,6 +70,10 @@ def load_results(path: os.PathLike) -> list[Row]:
     Numbers are parsed (ints, finite floats); an empty or "nan" test_auc becomes None (AUC is undefined
     when a test split has one class). Also rejected: duplicate rows, iteration-0 rows with n_flagged > 0,
     `clean` rows past iteration 0, and n_flagged_corrupted > n_flagged.
+
+    An optional column `arm` names the arm of a study a row belongs to (absent or empty: DEFAULT_ARM).
+    The tables, plots and recovered fractions key by dataset, not arm: give them one arm's rows
+    (`findings` splits a study by arm).
     """
     path = files.path(path)
     with io.StringIO(path.read_text(encoding="utf-8"), newline="") as f:
@@ -96,10 +101,11 @@ def load_results(path: os.PathLike) -> list[Row]:
             for column, kind in OPTIONAL_COLUMNS.items():
                 value = (raw.get(column) or "").strip()
                 row[column] = None if value.lower() in ("", "nan") else _parse(path, line, column, value, kind)
-            key = tuple(row[c] for c in ("dataset", "strategy", "corruption_rate", "seed", "iteration"))
+            row["arm"] = (raw.get("arm") or "").strip() or DEFAULT_ARM
+            key = tuple(row[c] for c in ("dataset", "strategy", "corruption_rate", "seed", "iteration", "arm"))
             if key in seen:
                 raise ValueError(f"{path}:{line}: duplicate row for dataset={key[0]!r} strategy={key[1]!r} "
-                                 f"corruption_rate={key[2]:g} seed={key[3]} iteration={key[4]} "
+                                 f"corruption_rate={key[2]:g} seed={key[3]} iteration={key[4]} arm={key[5]!r} "
                                  f"(first at line {seen[key]})")
             seen[key] = line
             if row["iteration"] == 0 and row["n_flagged"] != 0:
