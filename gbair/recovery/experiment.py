@@ -7,6 +7,7 @@ finished strategy's rows), <strategy>/it<t>/state.json (a finished iteration's t
 and, for TracIn strategies, <strategy>/it<t>/explanations.npz. The clean bound, the same at every
 rate, is trained once in WORKDIR/cells/<dataset>/clean/seed=<s>/. WORKDIR/results.csv has COLUMNS.
 WORKDIR/tensorboard/ mirrors cells/: scalars of every training run and every strategy's iterations.
+WORKDIR/gbair.lock exists while a process writes the workdir (gbair.lock).
 """
 
 import dataclasses

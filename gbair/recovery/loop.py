@@ -14,7 +14,7 @@ or loses a row. With several processes (gbair.hosts) every one runs all of this,
 writes, and every resume decision is process 0's reading of the workdir. Each cell folder first
 records in identity.json what determines its results (data, corrupted labels, model, TrainConfig,
 RecoveryConfig); a rerun whose settings give another identity is refused before any training, so
-results of different settings never mix.
+results of different settings never mix. One process at a time writes a workdir (gbair.lock).
 """
 
 import csv
@@ -29,7 +29,7 @@ import numpy as np
 from absl import logging
 from etils import epath
 
-from gbair import UserError, files, hosts, run_record
+from gbair import UserError, files, hosts, lock, run_record
 from gbair.batching import format_seconds
 from gbair.data.dataset import TextDataset
 from gbair.influence.tracin import TracIn
@@ -286,6 +286,11 @@ def _fmt(value: float | None) -> str:
 
 def run_sweep(workdir: files.Location, experiment: Experiment) -> epath.Path:
     """Every (dataset, rate, seed, strategy) cell of `experiment` in `workdir`; returns results.csv."""
+    with lock.hold(workdir):  # the workdir's only writer (already held when started by gbair.main)
+        return _run_sweep(workdir, experiment)
+
+
+def _run_sweep(workdir: files.Location, experiment: Experiment) -> epath.Path:
     cells = experiment.cells()
     files.remove_orphans(workdir)
     runs_per_cell = 1 + sum(experiment.recovery.iterations * (4 if s == "cleanlab" else 1)

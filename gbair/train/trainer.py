@@ -20,7 +20,7 @@ import optax
 from absl import logging
 from jax.sharding import NamedSharding, PartitionSpec
 
-from gbair import UserError, files, run_record
+from gbair import UserError, files, lock, run_record
 from gbair.batching import Progress, format_seconds, make_batch, map_batches, on_mesh, pad_indices
 from gbair.data.dataset import TextDataset
 from gbair.data.decisions import apply_decisions
@@ -334,24 +334,25 @@ def train_and_evaluate(workdir: str, *, model: PromptModel = gin.REQUIRED,
     config.select_by), WORKDIR/metrics.json and TensorBoard scalars in WORKDIR/tensorboard/.
     """
     workdir = files.path(workdir)
-    files.remove_orphans(workdir)
-    for name in ("train", "validation", "test"):
-        if name not in splits:
-            raise UserError(f"train_and_evaluate: splits has {sorted(splits)}, expected a {name!r} split")
-    train_set = apply_decisions(splits["train"], relabel_file) if relabel_file else splits["train"]
-    logging.info("Training on %s; validation %s; test %s", train_set, splits["validation"], splits["test"])
-    result = train(model, train_set, config, workdir / "checkpoints",
-                   validation=None if config.select_by == "last" else splits["validation"],
-                   scalars_dir=workdir / "tensorboard")
-    chosen = select_checkpoint(checkpoints.load_prompt_checkpoints(workdir / "checkpoints"), config.select_by)
-    metrics: dict[str, Any] = {"steps": result.steps, "wall_time_s": round(result.wall_time_s, 3),
-                               "checkpoint_steps": list(result.checkpoint_steps), "selected_step": chosen.step}
-    for name in ("validation", "test"):
-        for key, value in evaluate(model, chosen.prompt, splits[name], config.eval_batch_size).items():
-            metrics[f"{name}_{key}"] = value
-    prompts.save_prompt(workdir / "prompt.npy", chosen.prompt)
-    files.write_json(workdir / "metrics.json", metrics)
-    run_record.record(workdir)
+    with lock.hold(workdir):  # the workdir's only writer (already held when started by gbair.main)
+        files.remove_orphans(workdir)
+        for name in ("train", "validation", "test"):
+            if name not in splits:
+                raise UserError(f"train_and_evaluate: splits has {sorted(splits)}, expected a {name!r} split")
+        train_set = apply_decisions(splits["train"], relabel_file) if relabel_file else splits["train"]
+        logging.info("Training on %s; validation %s; test %s", train_set, splits["validation"], splits["test"])
+        result = train(model, train_set, config, workdir / "checkpoints",
+                       validation=None if config.select_by == "last" else splits["validation"],
+                       scalars_dir=workdir / "tensorboard")
+        chosen = select_checkpoint(checkpoints.load_prompt_checkpoints(workdir / "checkpoints"), config.select_by)
+        metrics: dict[str, Any] = {"steps": result.steps, "wall_time_s": round(result.wall_time_s, 3),
+                                   "checkpoint_steps": list(result.checkpoint_steps), "selected_step": chosen.step}
+        for name in ("validation", "test"):
+            for key, value in evaluate(model, chosen.prompt, splits[name], config.eval_batch_size).items():
+                metrics[f"{name}_{key}"] = value
+        prompts.save_prompt(workdir / "prompt.npy", chosen.prompt)
+        files.write_json(workdir / "metrics.json", metrics)
+        run_record.record(workdir)
     logging.info("test accuracy %.4f  f1 %.4f  auc %s  (%d steps, %s)", metrics["test_accuracy"],
                  metrics["test_f1"], metrics["test_auc"], result.steps, format_seconds(result.wall_time_s))
     return metrics
