@@ -22,7 +22,7 @@ from jax.sharding import NamedSharding, PartitionSpec
 
 from gbair import UserError, files, lock, run_record
 from gbair.batching import Progress, format_seconds, make_batch, map_batches, on_mesh, pad_indices
-from gbair.data.dataset import TextDataset
+from gbair.data.dataset import TextDataset, check_splits
 from gbair.data.decisions import apply_decisions
 from gbair.models import prompts
 from gbair.models.prompts import PromptCheckpoint, PromptModel, place
@@ -334,11 +334,9 @@ def train_and_evaluate(workdir: str, *, model: PromptModel = gin.REQUIRED,
     config.select_by), WORKDIR/metrics.json and TensorBoard scalars in WORKDIR/tensorboard/.
     """
     workdir = files.path(workdir)
+    check_splits(splits, "train_and_evaluate: splits")
     with lock.hold(workdir):  # the workdir's only writer (already held when started by gbair.main)
         files.remove_orphans(workdir)
-        for name in ("train", "validation", "test"):
-            if name not in splits:
-                raise UserError(f"train_and_evaluate: splits has {sorted(splits)}, expected a {name!r} split")
         train_set = apply_decisions(splits["train"], relabel_file) if relabel_file else splits["train"]
         logging.info("Training on %s; validation %s; test %s", train_set, splits["validation"], splits["test"])
         result = train(model, train_set, config, workdir / "checkpoints",
