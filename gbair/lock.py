@@ -44,7 +44,7 @@ def holder_info() -> dict[str, Any]:
 
 def describe(info: dict[str, Any] | None) -> str:
     if not info:
-        return "a process that is still starting"
+        return "a process whose details are not (yet) written"
     return f"pid {info.get('pid')} on host {info.get('host')} (started {info.get('started')})"
 
 
@@ -60,10 +60,10 @@ def hold(workdir: files.Location) -> Iterator[None]:
         finally:
             _held[location] -= 1
         return
-    lock: list[Callable[[], None]] = []
+    releases: list[Callable[[], None]] = []  # process 0's
 
     def acquire() -> None:
-        lock.append(_acquire(location))
+        releases.append(_acquire(location))
 
     hosts.agree(acquire)  # process 0 takes it; its UserError is raised on every process
     _held[location] = 1
@@ -71,7 +71,7 @@ def hold(workdir: files.Location) -> Iterator[None]:
         yield
     finally:
         del _held[location]
-        for release in lock:
+        for release in releases:
             release()
 
 

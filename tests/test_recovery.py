@@ -324,3 +324,26 @@ def test_influence_matrices_are_computed_once_per_scored_run_and_family(tmp_path
                                               fit=None, batch_size=4, influence=matrices(name))
         np.testing.assert_allclose(strategies.score(name, context), -expected.sum(1), rtol=1e-6)
 
+
+def test_a_one_class_model_is_warned_naming_the_run_and_marked_in_results_and_report(tmp_path, caplog):
+    import jax.numpy as jnp  # pylint: disable=import-outside-toplevel
+    from gbair.recovery.loop import run_sweep  # pylint: disable=import-outside-toplevel
+    from gbair.reports import paper  # pylint: disable=import-outside-toplevel
+    from tests.toy_model import toy_dataset, toy_model  # pylint: disable=import-outside-toplevel
+    model = toy_model(num_classes=2)
+    forced = dataclasses.replace(model, logits_fn=lambda p, prompt, b: model.logits_fn(p, prompt, b) + jnp.array(
+        [1e4, 0.0]))  # trains as usual, predicts c0 for everything
+    splits = {name: toy_dataset(n, seed=seed, num_classes=2)
+              for name, n, seed in (("train", 12, 1), ("validation", 8, 2), ("test", 8, 3))}
+    sweep = experiment.Experiment(
+        datasets={"toy": splits}, model=forced, corruption_rates=[0.25], strategy_names=["random"],
+        train_config=trainer.TrainConfig(batch_size=4, num_steps=2, checkpoint_every=2),
+        recovery=experiment.RecoveryConfig(iterations=1, flag_count=1))
+    with caplog.at_level("WARNING"):
+        run_sweep(tmp_path, sweep)
+    rows = read_rows(tmp_path)
+    assert [(r["iteration"], r["one_class_prediction"]) for r in rows] == [("0", "1"), ("1", "1")]
+    for run in ("corrupted", "random/it1"):
+        assert f"{tmp_path}/cells/toy/rate=0.25/seed=0/{run}: the trained prompt predicts 'c0' for every " \
+               "validation example" in caplog.text
+    assert paper.write_report(tmp_path).startswith("WARNING: 2 of 2 rows come from one-class models")

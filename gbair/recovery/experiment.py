@@ -28,9 +28,12 @@ from gbair.models.prompts import PromptModel
 from gbair.recovery import strategies
 from gbair.train import trainer
 
+# one_class_prediction: 1 when the row's model predicts one class for every validation example
+# (gbair.train.trainer.warn_if_one_class). New columns go at the end, so older results.csv files still load.
 COLUMNS = ("dataset", "strategy", "corruption_rate", "seed", "iteration", "n_train", "n_flagged",
            "n_flagged_corrupted", "n_corrupted_remaining", "test_accuracy", "test_f1", "test_auc", "wall_time_s",
-           "selected_step", "n_misclassified", "detection_auroc", "detection_ap", "precision_at_k", "recall_at_k")
+           "selected_step", "n_misclassified", "detection_auroc", "detection_ap", "precision_at_k", "recall_at_k",
+           "one_class_prediction")
 
 
 @gin.configurable
