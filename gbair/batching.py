@@ -98,6 +98,7 @@ class PassProgress:
     def __init__(self, what: str, total: int, every_s: float = 10.0):
         self.what, self.total, self.every_s = what, total, every_s
         self.start = self.last_log = time.time()
+        logging.vlog(1, "%s: a pass over %d examples", what, total)  # with --verbosity=1: which pass runs now
 
     def update(self, done: int) -> None:
         now = time.time()

@@ -7,6 +7,7 @@ it (gbair.run_record), so tools such as `python -m gbair.explain` can rebuild th
 import logging as std_logging
 import os
 import pathlib
+import re
 import tokenize
 from typing import Callable, Sequence
 
@@ -50,13 +51,27 @@ def parse(files: Sequence[str], bindings: Sequence[str]) -> list[str]:
     found = [find_gin_file(f) for f in files]
     try:
         gin.parse_config_files_and_bindings(found, bindings)
-    except (SyntaxError, tokenize.TokenError) as e:  # gin's parser: args = (message, position)
-        raise UsageError(f"gin config: cannot parse ({e.args[0] if e.args else type(e).__name__}); check the "
-                         f"brackets and quotes of the --gin bindings and gin files") from e
+    except (SyntaxError, tokenize.TokenError) as e:
+        raise UsageError(_parse_error(e)) from e
     except (ValueError, OSError) as e:
         raise UsageError(f"gin config: {(str(e).strip().splitlines() or [type(e).__name__])[0]}") from e
     run_record.remember(found, list(bindings))
     return found
+
+
+def _parse_error(e: SyntaxError | tokenize.TokenError) -> str:
+    """One line for gin's parse errors: args = (message, Location(filename, line_num, char_num, line_content))."""
+    message = str(e.args[0]) if e.args else type(e).__name__
+    location = e.args[1] if len(e.args) > 1 else None
+    where, content = getattr(location, "filename", None), getattr(location, "line_content", None)
+    place = f" {where}:{location.line_num}" if where else f" the binding {content.strip()!r}" if content else ""
+    token = re.search(r"Failed to parse token '([^']*)'", message)
+    if token:  # ast.literal_eval refused a name, call or operator: say so, not its `<ast.Name object>` repr
+        reason = (f"{token.group(1)!r} is not a value: gin takes Python literals (numbers, 'quoted strings', lists, "
+                  f"dicts, None, True, False), @configurables and %MACROS, and evaluates no expression or call")
+    else:
+        reason = f"{message.splitlines()[0].rstrip('.')}; check the brackets and quotes"
+    return f"gin config: cannot parse{place} ({reason})"
 
 
 def parse_recorded(workdir: str | os.PathLike) -> None:

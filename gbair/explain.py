@@ -192,7 +192,7 @@ class RunExplainer:
         return {
             "title": f"G-BAIR: {cell.dataset}, corruption {cell.rate:g}, seed {cell.seed}",
             "class_names": list(noisy.class_names),
-            "metrics": {"header": header, "rows": [[_rounded(r[c]) for c in header] for r in rows]},
+            "metrics": {"header": header, "rows": [[_rounded(r.get(c) or "") for c in header] for r in rows]},
             "plots": plots,
             "train": {"ids": list(noisy.ids), "texts": list(noisy.texts), "labels": noisy.labels.tolist(),
                       "corrupted": corrupted},

@@ -6,6 +6,7 @@
 `--gin.NAME=VALUE` is shorthand for `--gin_bindings='NAME = VALUE'` (as in T5X). Gin files are
 looked up as given, then relative to the repository root, so `configs/...` works from anywhere.
 The job records the gin config it ran with (WORKDIR/gin_config.json) once it has validated it.
+One process at a time runs in a workdir (gbair.lock: a second one stops at once, naming the first).
 --workdir may be local or an object-store URL (gs://bucket/run; see gbair.files).
 
 Several hosts (README, "On Cloud TPU VMs and GPUs"): run the same command on every host. On Cloud
@@ -18,7 +19,7 @@ import sys
 
 from absl import flags, logging
 
-from gbair import UsageError, cli, config, files, hosts
+from gbair import UsageError, cli, config, files, hosts, lock
 
 flags.DEFINE_multi_string("gin_file", [], "Gin config files, parsed in order.")
 flags.DEFINE_multi_string("gin_bindings", [], "Gin bindings, applied after the files.")
@@ -54,7 +55,8 @@ def main(argv: list[str]) -> None:
     if hosts.is_writer():
         workdir.mkdir(parents=True, exist_ok=True)
     logging.info("gbair: workdir %s", workdir)
-    config.execute(os.fspath(workdir))
+    with lock.hold(workdir):  # before the job builds its model and data: a second process stops at once
+        config.execute(os.fspath(workdir))
 
 
 def run() -> None:

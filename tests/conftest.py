@@ -1,6 +1,7 @@
 """Shared fixtures: a tiny random BERT in the real on-disk format, and the SpamAssassin fixtures."""
 
 import json
+import os
 import pathlib
 import shutil
 
@@ -52,3 +53,11 @@ def tiny_bert_dir(tmp_path_factory) -> pathlib.Path:
 def spam_fixture_dir() -> pathlib.Path:
     """Group folders of SpamAssassin records in the npm package's exact format."""
     return FIXTURES / "spam_assassin"
+
+
+@pytest.fixture(scope="session")
+def compile_cache_env(tmp_path_factory) -> dict[str, str]:
+    """The environment for gbair.main subprocesses that rerun one sweep: JAX's persistent compilation
+    cache in a session folder, so each rerun costs its work rather than compiling everything again."""
+    return {**os.environ, "JAX_COMPILATION_CACHE_DIR": str(tmp_path_factory.mktemp("jax_cache")),
+            "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0", "JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES": "0"}

@@ -10,10 +10,13 @@ import shutil
 import subprocess
 import sys
 
+import gin
 import pytest
 
-from gbair import UserError
+from gbair import UsageError, UserError, config
+from gbair.data.dataset import TextDataset
 from gbair.data.safety import load_bad
+from gbair.recovery.experiment import Experiment, RecoveryConfig
 
 REPO = pathlib.Path(__file__).resolve().parent.parent
 
@@ -138,3 +141,63 @@ def test_bad_utf8_in_a_bad_file_names_file_and_line(tmp_path):
     (folder / "valid.txt").write_bytes(good + b"text:caf\xe9\tlabels:__ok__\n")
     with pytest.raises(UserError, match=r"valid\.txt:2: not UTF-8"):
         load_bad(tmp_path)
+
+
+UNWORKABLE = [  # settings no cleaning could work under: refused before any training, no cell folder made
+    ("flag_fraction 1", ("--gin.RecoveryConfig.flag_fraction=1.0", "--gin.RecoveryConfig.flag_count=0"),
+     "RecoveryConfig: flag_fraction=1.0 over iterations=1 removes up to 40 of the 40 examples"),
+    ("flag_count > N", ("--gin.RecoveryConfig.flag_count=10000",),
+     "RecoveryConfig.flag_count=10000 is more than the 40"),
+    ("empty split", ("--gin.toy_spam_splits.validation=0",),
+     "the 'validation' split has 0 examples; expected at least 1"),
+]
+
+
+@pytest.mark.parametrize("name, extra, fragment", UNWORKABLE, ids=[c[0] for c in UNWORKABLE])
+def test_a_budget_or_split_no_run_can_work_with_is_one_line_before_anything_is_written(tmp_path, tiny_bert_dir,
+                                                                                     name, extra, fragment):
+    workdir = tmp_path / "run"
+    result = sweep(workdir, tiny_bert_dir, *extra)
+    assert_one_line_error(result, fragment, 1)
+    assert "training run" not in result.stderr and list(workdir.iterdir()) == []  # no cell folder, no lock file
+
+
+def counts_dataset(ham: int, spam: int) -> TextDataset:
+    n = ham + spam
+    return TextDataset(tuple(f"t{i}" for i in range(n)), ("text",) * n, [0] * ham + [1] * spam, ("g",) * n,
+                       ("ham", "spam"))
+
+
+def test_the_cleaning_budget_is_the_worst_case_for_the_smallest_class_on_the_shrinking_set():
+    train, where = counts_dataset(30, 10), "the training set"  # at most 9 removals leave 'spam' an example
+    assert RecoveryConfig(iterations=2, flag_fraction=0.125).flagged_per_iteration(40) == [5, 4]  # 40 -> 35 -> 31
+    RecoveryConfig(iterations=2, flag_fraction=0.125).check_budget(train, where)  # 9: at the limit
+    RecoveryConfig(iterations=3, flag_count=3).check_budget(train, where)
+    with pytest.raises(UserError, match=r"flag_count=5 over iterations=2 removes up to 10 of the 40 examples of "
+                                        r"the training set; expected at most 9, .*\('spam' has 10\)"):
+        RecoveryConfig(iterations=2, flag_count=5).check_budget(train, where)
+    relabel = RecoveryConfig(iterations=3, flag_fraction=1.0, action="relabel")
+    assert relabel.flagged_per_iteration(40) == [40, 40, 40]
+    relabel.check_budget(train, where)  # relabelling shrinks nothing
+    with pytest.raises(UserError, match="flag_count=41 is more than the 40 examples of the training set"):
+        RecoveryConfig(flag_count=41, action="relabel").check_budget(train, where)
+    RecoveryConfig(iterations=0, flag_count=41).check_budget(train, where)  # no cleaning, nothing to check
+
+
+def test_an_experiment_is_checked_per_cell_and_its_small_mistakes_are_plain():
+    splits = {"train": counts_dataset(30, 10), "validation": counts_dataset(2, 2), "test": counts_dataset(2, 2)}
+    common = {"model": None, "corruption_rates": [0.0]}
+    with pytest.raises(UserError, match=r"removes up to 40 of the 40 examples of the training set of toy \(rate 0, "
+                                        r"seed 0\)"):
+        Experiment(datasets={"toy": splits}, strategy_names=["tracin"], recovery=RecoveryConfig(flag_fraction=1.0,
+                                                                                                iterations=1), **common)
+    Experiment(datasets={"toy": splits}, strategy_names=["clean"], recovery=RecoveryConfig(flag_fraction=1.0), **common)
+    with pytest.raises(UserError, match=r"^Experiment.datasets\['toy'\]: the 'test' split has 0 examples"):
+        Experiment(datasets={"toy": {**splits, "test": counts_dataset(0, 0)}}, strategy_names=["clean"], **common)
+    with pytest.raises(UserError, match=r"^Experiment.strategy_names is empty; expected one or more of \['clean', "):
+        Experiment(datasets={"toy": splits}, strategy_names=[], **common)
+    with pytest.raises(UsageError) as bad_value:
+        config.parse([], ['TrainConfig.learning_rate = float("nan")'])
+    gin.clear_config()
+    assert str(bad_value.value).startswith("gin config: cannot parse the binding 'TrainConfig.learning_rate = float(")
+    assert "'float' is not a value" in str(bad_value.value) and "<ast." not in str(bad_value.value)

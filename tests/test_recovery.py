@@ -5,6 +5,7 @@ import dataclasses
 import json
 import pathlib
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -107,28 +108,74 @@ def test_every_run_trains_the_same_number_of_steps_and_reports_its_validation_ch
         assert record["selected_step"] == chosen.step
 
 
-def test_sigkill_and_rerun_gives_the_same_results(uninterrupted, tmp_path, tiny_bert_dir):
-    reference, _ = uninterrupted
-    command = sweep_command(tmp_path, tiny_bert_dir)
-    process = subprocess.Popen(command, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.time() + 300
-    # Kill inside the loop: after some strategy finished an iteration but before the sweep ended.
-    while time.time() < deadline and not list(tmp_path.glob("cells/*/*/*/tracin/it1/state.json")):
-        time.sleep(0.2)
-    process.send_signal(signal.SIGKILL)
-    process.wait()
-    assert not (tmp_path / "results.csv").exists() or len(read_rows(tmp_path)) < len(read_rows(reference))
-    rerun = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=600)
+TRACIN_AND_TRAK = ("--gin.Experiment.strategy_names=['tracin','trak']", "--gin.RecoveryConfig.iterations=1")
+
+
+@pytest.fixture(scope="module")
+def raced(tmp_path_factory, tiny_bert_dir, compile_cache_env):
+    """The sweep with tracin and trak, started twice at once on one workdir: (workdir, winner, loser
+    stderr, whether the winner was still running when the loser had exited)."""
+    workdir = tmp_path_factory.mktemp("raced")
+    command = sweep_command(workdir, tiny_bert_dir, *TRACIN_AND_TRAK)
+    processes = [subprocess.Popen(command, cwd=REPO, text=True, env=compile_cache_env, stdout=subprocess.DEVNULL,
+                                  stderr=subprocess.PIPE) for _ in range(2)]
+    while all(p.poll() is None for p in processes):
+        time.sleep(0.1)
+    loser = next(p for p in processes if p.poll() is not None)
+    winner = next(p for p in processes if p is not loser)
+    overlapped = winner.poll() is None
+    loser_log = loser.communicate()[1]
+    winner_log = winner.communicate(timeout=600)[1]
+    assert winner.returncode == 0, winner_log[-4000:]
+    return workdir, winner, loser, loser_log, overlapped
+
+
+def test_two_processes_on_one_workdir_one_runs_the_other_stops_at_once_naming_it(raced):
+    workdir, winner, loser, loser_log, overlapped = raced
+    assert overlapped and loser.returncode == 1  # it stopped while the other was running
+    last = loser_log.strip().splitlines()[-1]
+    assert last.startswith("gbair: error: ") and "is in use by another gbair process" in last
+    assert f"pid {winner.pid} on host {socket.gethostname()}" in last and str(workdir / "gbair.lock") in last
+    assert "Traceback" not in loser_log and "training run" not in loser_log  # it did no work
+    assert not (workdir / "gbair.lock").exists()  # released on exit
+    assert {r["strategy"] for r in read_rows(workdir)} == {"tracin", "trak"}
+
+
+def run_until(command, marker: str, env: dict[str, str]) -> str:
+    """Runs `command` until its log shows `marker`, then SIGKILLs it; returns its log."""
+    process = subprocess.Popen(command, cwd=REPO, text=True, env=env, stdout=subprocess.DEVNULL,
+                               stderr=subprocess.PIPE)
+    log = []
+    for line in process.stderr:
+        log.append(line)
+        if marker in line:
+            process.send_signal(signal.SIGKILL)
+            break
+    log.append(process.communicate()[1])
+    assert process.returncode == -signal.SIGKILL, f"{marker!r} never came:\n" + "".join(log)[-4000:]
+    return "".join(log)
+
+
+def test_sigkill_series_then_rerun_gives_the_same_results_and_leaves_nothing_behind(raced, tmp_path, tiny_bert_dir,
+                                                                                     compile_cache_env):
+    """Killed during training (as it saves a checkpoint), during TRAK's curvature pass and during its
+    scoring pass; each rerun takes over the dead process's lock, and the last one finishes."""
+    reference = raced[0]
+    command = sweep_command(tmp_path, tiny_bert_dir, *TRACIN_AND_TRAK, "--verbosity=1")  # logs each pass
+    for i, marker in enumerate(["step 5: validation", "TracIn TRAK kernel: a pass", "TracIn influence: a pass"]):
+        log = run_until(command, marker, compile_cache_env)
+        assert ("taking over the lock left by pid" in log) == (i > 0), log[-4000:]
+    rerun = subprocess.run(command, cwd=REPO, env=compile_cache_env, capture_output=True, text=True, timeout=600)
     assert rerun.returncode == 0, rerun.stderr[-4000:]
+    assert "taking over the lock left by pid" in rerun.stderr
     assert without_wall_time(read_rows(tmp_path)) == without_wall_time(read_rows(reference))
     states = sorted(p.relative_to(reference) for p in reference.glob("cells/**/state.json"))
     assert states and states == sorted(p.relative_to(tmp_path) for p in tmp_path.glob("cells/**/state.json"))
     for state in states:  # the same examples were flagged and kept, with the same labels
         before, after = json.loads((reference / state).read_text()), json.loads((tmp_path / state).read_text())
         assert (before["ids"], before["labels"]) == (after["ids"], after["labels"])
-    again = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=600)  # all done: no-op
-    assert again.returncode == 0 and "training run" not in again.stderr
-    assert without_wall_time(read_rows(tmp_path)) == without_wall_time(read_rows(reference))
+    leftovers = [p for p in tmp_path.rglob("*") if p.name.endswith(".tmp") or "orbax-checkpoint-tmp" in p.name]
+    assert not leftovers and not (tmp_path / "gbair.lock").exists()
 
 
 def test_sigkill_while_writing_reports_then_rerun_gives_the_same_results_and_reports(uninterrupted, tmp_path,
@@ -276,3 +323,27 @@ def test_influence_matrices_are_computed_once_per_scored_run_and_family(tmp_path
                                               misclassified=wrong, corrupted=np.zeros(len(train), bool), seed=0,
                                               fit=None, batch_size=4, influence=matrices(name))
         np.testing.assert_allclose(strategies.score(name, context), -expected.sum(1), rtol=1e-6)
+
+
+def test_a_one_class_model_is_warned_naming_the_run_and_marked_in_results_and_report(tmp_path, caplog):
+    import jax.numpy as jnp  # pylint: disable=import-outside-toplevel
+    from gbair.recovery.loop import run_sweep  # pylint: disable=import-outside-toplevel
+    from gbair.reports import paper  # pylint: disable=import-outside-toplevel
+    from tests.toy_model import toy_dataset, toy_model  # pylint: disable=import-outside-toplevel
+    model = toy_model(num_classes=2)
+    forced = dataclasses.replace(model, logits_fn=lambda p, prompt, b: model.logits_fn(p, prompt, b) + jnp.array(
+        [1e4, 0.0]))  # trains as usual, predicts c0 for everything
+    splits = {name: toy_dataset(n, seed=seed, num_classes=2)
+              for name, n, seed in (("train", 12, 1), ("validation", 8, 2), ("test", 8, 3))}
+    sweep = experiment.Experiment(
+        datasets={"toy": splits}, model=forced, corruption_rates=[0.25], strategy_names=["random"],
+        train_config=trainer.TrainConfig(batch_size=4, num_steps=2, checkpoint_every=2),
+        recovery=experiment.RecoveryConfig(iterations=1, flag_count=1))
+    with caplog.at_level("WARNING"):
+        run_sweep(tmp_path, sweep)
+    rows = read_rows(tmp_path)
+    assert [(r["iteration"], r["one_class_prediction"]) for r in rows] == [("0", "1"), ("1", "1")]
+    for run in ("corrupted", "random/it1"):
+        assert f"{tmp_path}/cells/toy/rate=0.25/seed=0/{run}: the trained prompt predicts 'c0' for every " \
+               "validation example" in caplog.text
+    assert paper.write_report(tmp_path).startswith("WARNING: 2 of 2 rows come from one-class models")

@@ -2,9 +2,11 @@
 
 import dataclasses
 import math
+import re
 import shutil
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
@@ -13,6 +15,7 @@ from gbair.data.dataset import TextDataset
 from gbair.models.prompts import PromptCheckpoint
 from gbair.classifiers import minilm_classifier
 from gbair.train import checkpoints, trainer
+from tests.toy_model import toy_model
 
 
 def toy_dataset(n: int = 36) -> TextDataset:
@@ -229,3 +232,43 @@ def test_no_readable_checkpoint_names_the_directory_to_delete(model, tmp_path):
     DAMAGES["garbage record"](tmp_path / "5")
     with pytest.raises(UserError, match=f"no readable checkpoint .*delete {tmp_path}"):
         trainer.train(model, data, config, tmp_path)
+
+
+def test_a_diverging_run_stops_naming_the_run_and_the_step_and_saves_no_diverged_checkpoint(tmp_path):
+    model = toy_model(num_classes=2)
+    initial = model.init_prompt(jax.random.key(CONFIG.seed))
+
+    def exploding(params, prompt, batch):  # NaN once the prompt has moved away from its start
+        return jnp.where(jnp.abs(prompt - initial).max() > 0.5, jnp.nan, model.loss_fn(params, prompt, batch))
+
+    config = dataclasses.replace(CONFIG, learning_rate=0.3, num_steps=8, checkpoint_every=1)
+    with pytest.raises(UserError) as diverged:
+        trainer.train(dataclasses.replace(model, loss_fn=exploding), toy_dataset(), config, tmp_path / "run" / "ckpt")
+    message = str(diverged.value)
+    step = int(re.search(r"became nan at step (\d+) ", message).group(1))
+    assert message.startswith(f"{tmp_path / 'run'}: the training loss became nan at step {step} ")
+    assert "learning_rate=0.3" in message and "try a lower TrainConfig.learning_rate" in message
+    saved = checkpoints.load_prompt_checkpoints(tmp_path / "run" / "ckpt")  # every step before it, all finite
+    assert step > 1 and [c.step for c in saved] == list(range(1, step))
+    assert all(np.isfinite(c.prompt).all() for c in saved)
+
+    def nan_gradient(params, prompt, batch):  # a finite loss whose gradient is NaN: the prompt becomes NaN
+        return jnp.where(True, model.loss_fn(params, prompt, batch), jnp.sqrt(-1.0 - jnp.sum(prompt ** 2)))
+
+    with pytest.raises(UserError, match=r"^training: the prompt became NaN or infinite at step 1 "):
+        trainer.train(dataclasses.replace(model, loss_fn=nan_gradient), toy_dataset(), dataclasses.replace(
+            config, num_steps=1))
+    with pytest.raises(UserError, match="TrainConfig.learning_rate=inf, expected a finite number > 0"):
+        trainer.TrainConfig(learning_rate=float("inf"))
+
+
+def test_a_prompt_that_predicts_one_class_for_all_of_validation_is_warned_and_marked(model, caplog):
+    forced = dataclasses.replace(model, logits_fn=lambda p, prompt, b: model.logits_fn(p, prompt, b) + jnp.array(
+        [0.0, 1e4]))
+    prompt, data = model.init_prompt(jax.random.key(0)), toy_dataset(6)
+    with caplog.at_level("WARNING"):
+        assert trainer.warn_if_one_class(forced, prompt, data, "cells/x/corrupted") == 1
+    assert "cells/x/corrupted: the trained prompt predicts 'spam' for every validation example" in caplog.text
+    caplog.clear()
+    assert trainer.warn_if_one_class(forced, prompt, data.subset([1, 3, 5]), "run") == 0  # all spam: right
+    assert not caplog.text

@@ -145,6 +145,24 @@ class TextDataset:
         return dataclasses.replace(self, labels=arr)
 
 
+SPLITS = ("train", "validation", "test")
+_SPLIT_NEEDS = {"train": "the prompt is trained on it",
+                "validation": "checkpoints are chosen and the examples to clean against are found on it",
+                "test": "the reported metrics are measured on it"}
+
+
+def check_splits(splits: Mapping[str, TextDataset], where: str) -> None:
+    """Refuses (UserError) a missing or empty train, validation or test split before any training, so a
+    run never trains first and fails on an empty split afterwards."""
+    missing = [name for name in SPLITS if name not in splits]
+    if missing:
+        raise UserError(f"{where} has no {missing} split (it has {sorted(splits)}); expected {list(SPLITS)}")
+    for name in SPLITS:
+        if len(splits[name]) == 0:
+            raise UserError(f"{where}: the {name!r} split has 0 examples; expected at least 1 "
+                            f"({_SPLIT_NEEDS[name]})")
+
+
 def _round_allocation(sizes: Sequence[int], class_counts: Sequence[int]) -> np.ndarray:
     """Per-split per-class counts: each within 1 of ``size * class_count / total``.
 

@@ -7,6 +7,7 @@ finished strategy's rows), <strategy>/it<t>/state.json (a finished iteration's t
 and, for TracIn strategies, <strategy>/it<t>/explanations.npz. The clean bound, the same at every
 rate, is trained once in WORKDIR/cells/<dataset>/clean/seed=<s>/. WORKDIR/results.csv has COLUMNS.
 WORKDIR/tensorboard/ mirrors cells/: scalars of every training run and every strategy's iterations.
+WORKDIR/gbair.lock exists while a process writes the workdir (gbair.lock).
 """
 
 import dataclasses
@@ -20,16 +21,19 @@ import numpy as np
 
 from gbair import UserError, files
 from gbair.data.corruption import corrupt_labels
-from gbair.data.dataset import TextDataset
+from gbair.data.dataset import TextDataset, check_splits
 from gbair.data.decisions import apply_decisions
 from gbair.influence.second_order import CURVATURES
 from gbair.models.prompts import PromptModel
 from gbair.recovery import strategies
 from gbair.train import trainer
 
+# one_class_prediction: 1 when the row's model predicts one class for every validation example
+# (gbair.train.trainer.warn_if_one_class). New columns go at the end, so older results.csv files still load.
 COLUMNS = ("dataset", "strategy", "corruption_rate", "seed", "iteration", "n_train", "n_flagged",
            "n_flagged_corrupted", "n_corrupted_remaining", "test_accuracy", "test_f1", "test_auc", "wall_time_s",
-           "selected_step", "n_misclassified", "detection_auroc", "detection_ap", "precision_at_k", "recall_at_k")
+           "selected_step", "n_misclassified", "detection_auroc", "detection_ap", "precision_at_k", "recall_at_k",
+           "one_class_prediction")
 
 
 @gin.configurable
@@ -83,6 +87,38 @@ class RecoveryConfig:
 
     def k(self, n_train: int) -> int:
         return min(n_train, self.flag_count or int(round(self.flag_fraction * n_train)))
+
+    def flagged_per_iteration(self, n_train: int) -> list[int]:
+        """k at iterations 1..T for a training set of n_train examples (`remove` shrinks it, `relabel` does not)."""
+        out = []
+        for _ in range(self.iterations):
+            out.append(self.k(n_train))
+            n_train -= out[-1] if self.action == "remove" else 0
+        return out
+
+    def check_budget(self, train: TextDataset, where: str) -> None:
+        """Refuses (UserError) a budget under which some iteration could leave a class of `train` (the
+        given labels) with no example: the worst case, every flagged example carrying that class's label."""
+        n = len(train)
+        if n == 0:
+            raise UserError(f"{where} has no examples (did the decisions file remove them all?); expected at least 1")
+        if not self.iterations:
+            return
+        if self.flag_count > n:
+            raise UserError(f"RecoveryConfig.flag_count={self.flag_count} is more than the {n} examples of {where}; "
+                            f"expected at most {n}")
+        if self.action != "remove":
+            return
+        removed = sum(self.flagged_per_iteration(n))
+        counts = {name: int(c) for name, c in zip(train.class_names, train.class_counts()) if c}
+        smallest = min(counts, key=counts.get)
+        if removed > counts[smallest] - 1:
+            budget = f"flag_count={self.flag_count}" if self.flag_count else f"flag_fraction={self.flag_fraction!r}"
+            raise UserError(
+                f"RecoveryConfig: {budget} over iterations={self.iterations} removes up to {removed} of the {n} "
+                f"examples of {where}; expected at most {counts[smallest] - 1}, so that every class keeps at least "
+                f"1 example even if every flagged example has its label ({smallest!r} has {counts[smallest]}) and "
+                f"the retrained prompt still learns every class: lower the flag budget or the iterations")
 
 
 EXPLAIN_FILE = "explanations.npz"
@@ -156,20 +192,29 @@ class Experiment:
 
     def __post_init__(self):
         known = list(strategies.BOUNDS) + list(strategies.STRATEGIES)
+        if not self.strategy_names:
+            raise UserError(f"Experiment.strategy_names is empty; expected one or more of {known}")
         unknown = [s for s in self.strategy_names if s not in known]
-        if unknown or not self.strategy_names:
-            raise UserError(f"Experiment.strategy_names: unknown {unknown or 'none given'}, expected from {known}")
+        if unknown:
+            raise UserError(f"Experiment.strategy_names: unknown {unknown}, expected from {known}")
+        if not self.corruption_rates:
+            raise UserError("Experiment.corruption_rates is empty; expected one or more numbers in [0, 1)")
         bad_rates = [r for r in self.corruption_rates if not (isinstance(r, (int, float)) and 0 <= r < 1)]
-        if bad_rates or not self.corruption_rates:
-            raise UserError(f"Experiment.corruption_rates: {bad_rates or 'none given'}, expected numbers in [0, 1)")
+        if bad_rates:
+            raise UserError(f"Experiment.corruption_rates: {bad_rates}, expected numbers in [0, 1)")
         if not self.seeds or not all(isinstance(s, int) and s >= 0 for s in self.seeds):
             raise UserError(f"Experiment.seeds={list(self.seeds)}, expected non-negative ints")
+        if not self.datasets:
+            raise UserError("Experiment.datasets is empty; expected name -> {train, validation, test} splits")
         for name, splits in self.datasets.items():
-            missing = [s for s in ("train", "validation", "test") if s not in splits]
-            if missing:
-                raise UserError(f"Experiment.datasets[{name!r}] has no {missing} split, expected train, validation, test")
+            check_splits(splits, f"Experiment.datasets[{name!r}]")
         if self.relabel_file is not None and not files.path(self.relabel_file).is_file():
             raise UserError(f"RELABEL_FILE={self.relabel_file!r}: no such file")
+        if any(s not in strategies.BOUNDS for s in self.strategy_names):
+            for cell in self.cells():  # the budget is checked on what each cell cleans: its corrupted labels
+                noisy = corrupted_train(cell, self.datasets[cell.dataset]["train"], self.recovery, self.relabel_file)
+                self.recovery.check_budget(noisy, f"the training set of {cell.dataset} (rate {cell.rate:g}, "
+                                                  f"seed {cell.seed})")
 
     def cells(self) -> list[Cell]:
         return [Cell(d, float(r), int(s))

@@ -14,7 +14,11 @@ or loses a row. With several processes (gbair.hosts) every one runs all of this,
 writes, and every resume decision is process 0's reading of the workdir. Each cell folder first
 records in identity.json what determines its results (data, corrupted labels, model, TrainConfig,
 RecoveryConfig); a rerun whose settings give another identity is refused before any training, so
-results of different settings never mix.
+results of different settings never mix. One process at a time writes a workdir (gbair.lock).
+
+Degenerate models are named: a NaN or infinite loss stops the sweep naming the run and the step
+(gbair.train.trainer.check_finite); a reported prompt that predicts one class for every validation
+example is warned about and marked in its row (`one_class_prediction`).
 """
 
 import csv
@@ -29,7 +33,7 @@ import numpy as np
 from absl import logging
 from etils import epath
 
-from gbair import UserError, files, hosts, run_record
+from gbair import UserError, files, hosts, lock, run_record
 from gbair.batching import format_seconds
 from gbair.data.dataset import TextDataset
 from gbair.influence.tracin import TracIn
@@ -117,9 +121,15 @@ class Sweep:
                                                            delete_hint=self.workdir / directory)
         return saved, trainer.select_checkpoint(saved, self.train_config.select_by)
 
-    def test_metrics(self, prompt: np.ndarray, test: TextDataset) -> dict[str, Any]:
-        metrics = trainer.evaluate(self.model, prompt, test, self.train_config.eval_batch_size)
-        return {f"test_{k}": metrics[k] for k in ("accuracy", "f1", "auc")}
+    def run_metrics(self, directory: pathlib.Path, prompt: np.ndarray, validation: TextDataset,
+                    test: TextDataset) -> dict[str, Any]:
+        """A run's row values from its reported prompt: test metrics, and whether it predicts one class
+        for every validation example (warned, naming the run)."""
+        batch = self.train_config.eval_batch_size
+        metrics = trainer.evaluate(self.model, prompt, test, batch)
+        return {**{f"test_{k}": metrics[k] for k in ("accuracy", "f1", "auc")},
+                "one_class_prediction": trainer.warn_if_one_class(self.model, prompt, validation,
+                                                                  self.workdir / directory, batch)}
 
     def cached_run(self, directory: pathlib.Path, train: TextDataset, splits: Mapping[str, TextDataset],
                    seed: int, extra: dict) -> dict:
@@ -130,7 +140,8 @@ class Sweep:
             return record
         start = time.time()
         _, chosen = self.fit(train, splits["validation"], directory, seed)
-        record = {**extra, "n_train": len(train), **self.test_metrics(chosen.prompt, splits["test"]),
+        record = {**extra, "n_train": len(train),
+                  **self.run_metrics(directory, chosen.prompt, splits["validation"], splits["test"]),
                   "wall_time_s": round(time.time() - start, 3), "selected_step": chosen.step}
         files.write_json(record_path, record)
         return record
@@ -199,7 +210,8 @@ class Sweep:
             remaining = int((train.labels != clean_train.by_ids(train.ids).labels).sum())
             row = cell.row(name, t, n_train=len(train), n_flagged=len(flagged),
                            n_flagged_corrupted=int(is_corrupted[flagged].sum()), n_corrupted_remaining=remaining,
-                           **self.test_metrics(final.prompt, test), wall_time_s=round(time.time() - start, 3),
+                           **self.run_metrics(directory, final.prompt, validation, test),
+                           wall_time_s=round(time.time() - start, 3),
                            selected_step=final.step, n_misclassified=len(misclassified),
                            **detection_metrics(is_corrupted, suspicion, flagged))
             logging.info("%s %s iteration %d: flagged %d (%d corrupted; detection AUROC %s), test f1 %.4f auc %s",
@@ -286,6 +298,11 @@ def _fmt(value: float | None) -> str:
 
 def run_sweep(workdir: files.Location, experiment: Experiment) -> epath.Path:
     """Every (dataset, rate, seed, strategy) cell of `experiment` in `workdir`; returns results.csv."""
+    with lock.hold(workdir):  # the workdir's only writer (already held when started by gbair.main)
+        return _run_sweep(workdir, experiment)
+
+
+def _run_sweep(workdir: files.Location, experiment: Experiment) -> epath.Path:
     cells = experiment.cells()
     files.remove_orphans(workdir)
     runs_per_cell = 1 + sum(experiment.recovery.iterations * (4 if s == "cleanlab" else 1)

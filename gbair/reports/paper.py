@@ -25,6 +25,11 @@ def write_report(workdir: os.PathLike) -> str:
     printed += [f"recovered fraction of the {m} gap (mean [95% interval]):\n{recovered_md[m]}"
                 for m in ("test_f1", "test_auc")]
     printed.append(f"detection AUROC at iteration 1 (mean ± std):\n{detection_md['detection_auroc']}")
+    one_class = sum(1 for row in rows if row["one_class_prediction"])
+    if one_class:
+        printed.insert(0, f"WARNING: {one_class} of {len(rows)} rows come from one-class models (one_class_prediction "
+                          f"= 1 in results.csv: they predict one class for every validation example); their "
+                          f"metrics, averaged in below, are those of a constant classifier\n")
     for metric in ("test_f1", "test_auc"):
         plots.plot_metric_vs_iteration(rows, workdir / f"{metric}_vs_iteration.png", metric)
     plots.plot_recovery(rows, workdir / "recovery.png")

@@ -34,7 +34,7 @@ _FLOAT_COLUMNS = ("corruption_rate", "test_accuracy", "test_f1", "wall_time_s")
 # Later columns (absent from older results.csv files): empty where undefined, e.g. at iteration 0.
 OPTIONAL_COLUMNS: dict[str, type] = {
     "selected_step": int, "n_misclassified": int, "detection_auroc": float, "detection_ap": float,
-    "precision_at_k": float, "recall_at_k": float}
+    "precision_at_k": float, "recall_at_k": float, "one_class_prediction": int}
 METRICS: tuple[str, ...] = ("test_f1", "test_accuracy", "test_auc", "flagged_precision", "detection_auroc",
                             "detection_ap", "recall_at_k")
 RECOVERY_METRICS: tuple[str, ...] = ("test_f1", "test_auc", "test_accuracy")

@@ -8,6 +8,7 @@ import dataclasses
 import functools
 import hashlib
 import json
+import math
 import os
 import time
 from typing import Any, Callable, Literal, Sequence
@@ -20,9 +21,9 @@ import optax
 from absl import logging
 from jax.sharding import NamedSharding, PartitionSpec
 
-from gbair import UserError, files, run_record
+from gbair import UserError, files, lock, run_record
 from gbair.batching import Progress, format_seconds, make_batch, map_batches, on_mesh, pad_indices
-from gbair.data.dataset import TextDataset
+from gbair.data.dataset import TextDataset, check_splits
 from gbair.data.decisions import apply_decisions
 from gbair.models import prompts
 from gbair.models.prompts import PromptCheckpoint, PromptModel, place
@@ -68,7 +69,9 @@ class TrainConfig:
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:
                 raise UserError(f"TrainConfig.{name}={getattr(self, name)!r}, expected one of {allowed}")
-        for name in ("learning_rate", "batch_size", "num_epochs", "eval_batch_size", "log_every"):
+        if not (math.isfinite(self.learning_rate) and self.learning_rate > 0):
+            raise UserError(f"TrainConfig.learning_rate={self.learning_rate!r}, expected a finite number > 0")
+        for name in ("batch_size", "num_epochs", "eval_batch_size", "log_every"):
             if getattr(self, name) <= 0:
                 raise UserError(f"TrainConfig.{name}={getattr(self, name)!r}, expected > 0")
         for name in ("num_steps", "checkpoint_every"):
@@ -212,6 +215,9 @@ def train(model: PromptModel, dataset: TextDataset, config: TrainConfig,
     (a resumed run writes the steps after its checkpoint again; TensorBoard shows the latest).
     """
     start_time = time.time()
+    run = files.path(checkpoint_dir).parent if checkpoint_dir is not None else "training"
+    if len(dataset) == 0:
+        raise UserError(f"{run}: the training set is empty")
     features = model.featurize(dataset.texts)
     total_steps = config.total_steps(len(dataset))
     schedule = learning_rate_schedule(config, total_steps)
@@ -235,11 +241,17 @@ def train(model: PromptModel, dataset: TextDataset, config: TrainConfig,
     train_step = _train_step_fn(model.loss_fn, optimizer)
     scalars = Scalars(scalars_dir)
     progress = Progress(total_steps, first_step, config.batch_size, config.log_every, scalars)
+    losses = []  # since the last check
     for step in range(first_step, total_steps):
         batch = on_mesh(model, make_batch(features, dataset.labels, *batch_indices(len(dataset), config, step)))
         state, loss = train_step(model.params, state, batch)
         progress.update(step + 1, loss)
-        if mngr is not None and ((step + 1) % every == 0 or step + 1 == total_steps):
+        losses.append(loss)
+        if (step + 1) % every and step + 1 != total_steps:
+            continue
+        check_finite(run, config, step + 1 - len(losses), losses, step + 1, state["prompt"])  # before it is saved
+        losses = []
+        if mngr is not None:
             record = {"step": step + 1, "fingerprint": run_id,
                       "learning_rate": interval_learning_rate(schedule, saved[-1] if saved else 0, step + 1)}
             if validation is not None:
@@ -252,6 +264,37 @@ def train(model: PromptModel, dataset: TextDataset, config: TrainConfig,
     scalars.close()
     return TrainResult(np.asarray(state["prompt"], np.float32), total_steps, tuple(saved),
                        time.time() - start_time)
+
+
+def check_finite(run: Any, config: TrainConfig, first_step: int, losses: Sequence[Any], step: int,
+                 prompt: Any) -> None:
+    """Refuses (UserError naming the run and the step) a training run that diverged: a NaN or infinite
+    loss among `losses` (of steps first_step + 1 ..), or such a prompt after `step`. Checked before each
+    checkpoint is saved, so no checkpoint holds a diverged prompt."""
+    values = np.asarray(jax.device_get(list(losses)), np.float64)
+    bad = np.flatnonzero(~np.isfinite(values))
+    if bad.size:
+        what, at = f"the training loss became {values[bad[0]]}", first_step + int(bad[0]) + 1
+    elif not np.isfinite(np.asarray(jax.device_get(prompt))).all():
+        what, at = "the prompt became NaN or infinite", step
+    else:
+        return
+    raise UserError(f"{run}: {what} at step {at} (TrainConfig.optimizer={config.optimizer!r}, learning_rate="
+                    f"{config.learning_rate:g}): training diverged; try a lower TrainConfig.learning_rate")
+
+
+def warn_if_one_class(model: PromptModel, prompt: Any, validation: TextDataset, run: Any,
+                      batch_size: int = 64) -> int:
+    """1 (with a warning naming the run) when `prompt` predicts one class for every validation example
+    although the validation split has several, else 0: such a model's test metrics are those of a
+    constant classifier, and tables must not average them in unmarked."""
+    predicted = np.unique(predict(model, prompt, validation, batch_size).argmax(1))
+    if len(predicted) != 1 or len(np.unique(validation.labels)) < 2:
+        return 0
+    logging.warning("%s: the trained prompt predicts %r for every validation example (a one-class model; "
+                    "results mark it in one_class_prediction); try another learning rate or more steps", run,
+                    model.class_names[int(predicted[0])])
+    return 1
 
 
 def resume(mngr, run_id: str, state: Any) -> tuple[int, Any]:
@@ -334,24 +377,25 @@ def train_and_evaluate(workdir: str, *, model: PromptModel = gin.REQUIRED,
     config.select_by), WORKDIR/metrics.json and TensorBoard scalars in WORKDIR/tensorboard/.
     """
     workdir = files.path(workdir)
-    files.remove_orphans(workdir)
-    for name in ("train", "validation", "test"):
-        if name not in splits:
-            raise UserError(f"train_and_evaluate: splits has {sorted(splits)}, expected a {name!r} split")
-    train_set = apply_decisions(splits["train"], relabel_file) if relabel_file else splits["train"]
-    logging.info("Training on %s; validation %s; test %s", train_set, splits["validation"], splits["test"])
-    result = train(model, train_set, config, workdir / "checkpoints",
-                   validation=None if config.select_by == "last" else splits["validation"],
-                   scalars_dir=workdir / "tensorboard")
-    chosen = select_checkpoint(checkpoints.load_prompt_checkpoints(workdir / "checkpoints"), config.select_by)
-    metrics: dict[str, Any] = {"steps": result.steps, "wall_time_s": round(result.wall_time_s, 3),
-                               "checkpoint_steps": list(result.checkpoint_steps), "selected_step": chosen.step}
-    for name in ("validation", "test"):
-        for key, value in evaluate(model, chosen.prompt, splits[name], config.eval_batch_size).items():
-            metrics[f"{name}_{key}"] = value
-    prompts.save_prompt(workdir / "prompt.npy", chosen.prompt)
-    files.write_json(workdir / "metrics.json", metrics)
-    run_record.record(workdir)
+    check_splits(splits, "train_and_evaluate: splits")
+    with lock.hold(workdir):  # the workdir's only writer (already held when started by gbair.main)
+        files.remove_orphans(workdir)
+        train_set = apply_decisions(splits["train"], relabel_file) if relabel_file else splits["train"]
+        logging.info("Training on %s; validation %s; test %s", train_set, splits["validation"], splits["test"])
+        result = train(model, train_set, config, workdir / "checkpoints",
+                       validation=None if config.select_by == "last" else splits["validation"],
+                       scalars_dir=workdir / "tensorboard")
+        chosen = select_checkpoint(checkpoints.load_prompt_checkpoints(workdir / "checkpoints"), config.select_by)
+        metrics: dict[str, Any] = {"steps": result.steps, "wall_time_s": round(result.wall_time_s, 3),
+                                   "checkpoint_steps": list(result.checkpoint_steps), "selected_step": chosen.step}
+        for name in ("validation", "test"):
+            for key, value in evaluate(model, chosen.prompt, splits[name], config.eval_batch_size).items():
+                metrics[f"{name}_{key}"] = value
+        metrics["one_class_prediction"] = warn_if_one_class(model, chosen.prompt, splits["validation"], workdir,
+                                                            config.eval_batch_size)
+        prompts.save_prompt(workdir / "prompt.npy", chosen.prompt)
+        files.write_json(workdir / "metrics.json", metrics)
+        run_record.record(workdir)
     logging.info("test accuracy %.4f  f1 %.4f  auc %s  (%d steps, %s)", metrics["test_accuracy"],
                  metrics["test_f1"], metrics["test_auc"], result.steps, format_seconds(result.wall_time_s))
     return metrics
