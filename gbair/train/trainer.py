@@ -11,7 +11,7 @@ import json
 import math
 import os
 import time
-from typing import Any, Callable, Literal, Sequence
+from typing import Any, Literal, Sequence
 
 import gin
 import jax
@@ -339,20 +339,12 @@ def select_checkpoint(saved: Sequence[PromptCheckpoint], select_by: str) -> Prom
     return max(saved, key=lambda c: (sign * c.validation[select_by], -c.step))
 
 
-@functools.lru_cache(maxsize=32)
-def _softmax_logits(logits_fn: Callable) -> Callable:
-    return functools.partial(_apply_softmax, logits_fn)
-
-
-def _apply_softmax(logits_fn, params, prompt, batch):
-    return jax.nn.softmax(logits_fn(params, prompt, batch))
-
-
 def predict(model: PromptModel, prompt: Any, dataset: TextDataset, batch_size: int = 64) -> np.ndarray:
-    """Class probabilities [N, C] (softmax of the model's class scores)."""
+    """Class probabilities [N, C] (`model.probabilities_fn`: the softmax of the model's class scores; for T5
+    over the verbalizers' log-likelihoods)."""
     if len(dataset) == 0:
         return np.zeros((0, len(model.class_names)), np.float32)
-    return map_batches(_softmax_logits(model.logits_fn), model, prompt, dataset, batch_size)
+    return map_batches(model.probabilities_fn, model, prompt, dataset, batch_size)
 
 
 def example_losses(model: PromptModel, prompt: Any, dataset: TextDataset, batch_size: int = 64) -> np.ndarray:
