@@ -5,7 +5,8 @@
 
 `--gin.NAME=VALUE` is shorthand for `--gin_bindings='NAME = VALUE'` (as in T5X). Gin files are
 looked up as given, then relative to the repository root, so `configs/...` works from anywhere.
-The job records the gin config it ran with (WORKDIR/gin_config.json) once it has validated it.
+The job records the operative gin config it ran with (WORKDIR/config.gin, as T5X does) and the gin
+files and bindings (WORKDIR/gin_config.json) once it has validated its settings.
 One process at a time runs in a workdir (gbair.lock: a second one stops at once, naming the first).
 --workdir may be local or an object-store URL (gs://bucket/run; see gbair.files).
 
