@@ -5,6 +5,7 @@ and WORKDIR/gin_config.json once it has validated it (gbair.run_record), so tool
 `python -m gbair.explain` can rebuild the same model and data (`parse_recorded`).
 """
 
+import dataclasses
 import logging as std_logging
 import os
 import pathlib
@@ -92,6 +93,25 @@ def parse_recorded(workdir: str | os.PathLike) -> None:
         message = (str(e).strip().splitlines() or [type(e).__name__])[0]
         raise UserError(f"{where}: cannot parse ({message}); it is the run's operative gin config, written by "
                         f"gbair.main: restore it, or delete it to rebuild from {run_record.GIN_RECORD}") from e
+
+
+def effective_settings() -> str:
+    """What the parsed config trains and cleans with, without running anything: every TrainConfig and
+    RecoveryConfig field (the defaults, then the gin files and bindings in order) as gin bindings, then
+    everything the gin files and bindings set (`gin.config_str()`). UserError for a gin.REQUIRED
+    setting (e.g. TRAIN_STEPS) that nothing set."""
+    from gbair.recovery.experiment import RecoveryConfig  # pylint: disable=import-outside-toplevel
+
+    lines = ["# Effective TrainConfig and RecoveryConfig (defaults, then the gin files and bindings in order):"]
+    for make in (gbair.train.trainer.TrainConfig, RecoveryConfig):
+        try:
+            built = make()
+        except RuntimeError as e:  # gin's way of saying a gin.REQUIRED setting was not given
+            raise UserError((str(e).strip().splitlines() or [type(e).__name__])[0]) from e
+        lines += [f"{type(built).__name__}.{field.name} = {getattr(built, field.name)!r}"
+                  for field in dataclasses.fields(built)]
+    return "\n".join(lines + ["", "# Everything the gin files and bindings set (gin.config_str()):",
+                              gin.config_str()])
 
 
 def quiet_library_logs() -> None:

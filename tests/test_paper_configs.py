@@ -12,12 +12,15 @@ import sys
 
 import gin
 import jax
+import numpy as np
 import pytest
 import sentencepiece
 
 from gbair import UserError, config
 from gbair.data import safety
+from gbair.explain import RunExplainer
 from gbair.models import t5
+from gbair.train import checkpoints as prompt_checkpoints
 from tests.test_checkpoints import write_legacy
 
 REPO = pathlib.Path(__file__).parent.parent
@@ -69,17 +72,22 @@ def tiny_vocabulary(path: pathlib.Path) -> None:
     path.write_bytes(model.getvalue())
 
 
-def test_one_gbair_iteration_end_to_end_with_tiny_t5(tmp_path):
+def test_one_gbair_iteration_end_to_end_with_tiny_t5_on_the_paper_recipe(tmp_path):
+    """The paper config's own recipe (constant Adafactor, fixed steps, a checkpoint per epoch, the best
+    validation F1) at tiny scale: 3 epochs of the fixtures' 12 training examples at batch 4."""
     write_legacy(str(tmp_path / "t5" / "checkpoint_1000"), t5.init_params(TINY, jax.random.key(0)))
     tiny_vocabulary(tmp_path / "tiny.model")
-    size = [f"T5Config.{field} = {getattr(TINY, field)}" for field in
-            ("vocab_size", "d_model", "num_heads", "head_dim", "d_ff", "num_encoder_layers", "num_decoder_layers")]
-    run("paper_parlai_safety.gin", tmp_path / "run", size + [
+    run("paper_parlai_safety.gin", tmp_path / "run", size_bindings(TINY) + [
         f"CHECKPOINT = '{tmp_path}/t5/checkpoint_1000'", f"VOCABULARY = '{tmp_path}/tiny.model'",
-        f"DATA_DIR = '{FIXTURES}'", "t5_1_1_classifier.size = @T5Config()", "t5_1_1_classifier.prompt_length = 4",
-        "t5_1_1_classifier.max_length = 32", "Experiment.corruption_rates = [0.25]", "Experiment.seeds = [0]",
-        "Experiment.strategy_names = ['tracin']", "TrainConfig.batch_size = 4", "TrainConfig.num_epochs = 2",
+        f"DATA_DIR = '{FIXTURES}'", "t5_1_1_classifier.prompt_length = 4", "t5_1_1_classifier.max_length = 32",
+        "Experiment.corruption_rates = [0.25]", "Experiment.seeds = [0]", "Experiment.strategy_names = ['tracin']",
+        "TrainConfig.batch_size = 4", "TRAIN_STEPS = 9", "STEPS_PER_CHECKPOINT = 3",
         "RecoveryConfig.iterations = 1", "RecoveryConfig.flag_count = 2"])
+    gin.clear_config()
+    explainer = RunExplainer(tmp_path / "run")  # rebuilt from config.gin: T5's operative config parses back
+    recipe = explainer.experiment.train_config
+    assert (recipe.optimizer, recipe.learning_rate, recipe.schedule, recipe.num_steps, recipe.checkpoint_every,
+            recipe.select_by) == ("adafactor", 0.3, "constant", 9, 3, "f1")
     with open(tmp_path / "run" / "results.csv") as f:
         rows = list(csv.DictReader(f))
     for dataset in ("parlai_standard", "parlai_adversarial"):
@@ -88,6 +96,16 @@ def test_one_gbair_iteration_end_to_end_with_tiny_t5(tmp_path):
         assert int(mine[0]["n_train"]) == 12 and int(mine[0]["n_corrupted_remaining"]) == 3
         assert int(mine[1]["n_train"]) == 10  # two flagged and removed
         assert 0.0 <= float(mine[1]["test_accuracy"]) <= 1.0
+        assert {int(r["selected_step"]) for r in mine.values()} <= {3, 6, 9}
+        saved = prompt_checkpoints.load_prompt_checkpoints(
+            tmp_path / "run" / "cells" / dataset / "rate=0.25" / "seed=0" / "corrupted" / "checkpoints")
+        assert [(c.step, c.learning_rate) for c in saved] == [(3, 0.3), (6, 0.3), (9, 0.3)]
+        assert all("f1" in c.validation for c in saved)
+
+    cell = explainer.cell("parlai_standard", None, None)
+    stored = explainer.stored(cell, "tracin", 1)
+    fresh = explainer.compute(cell, "tracin", 1, list(stored.queries.ids))
+    np.testing.assert_allclose(fresh.dot, stored.dot, rtol=1e-3, atol=1e-6 * np.abs(stored.dot).max())
 
 
 def test_sentencepiece_tokenizer_is_seqio_over_the_model_without_eos(tmp_path):

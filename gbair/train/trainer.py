@@ -83,6 +83,18 @@ class TrainConfig:
     def total_steps(self, num_examples: int) -> int:
         return self.num_steps or steps_per_epoch(num_examples, self.batch_size) * self.num_epochs
 
+    def describe_length(self, num_examples: int) -> str:
+        """How long training on `num_examples` is, in steps, epochs and checkpoints (what a reader of a
+        recipe needs to see at the start of a run), e.g. '6495 steps of 32 = 3.00 epochs of 69274
+        examples; a checkpoint every 2165 steps (1.00 epochs): 3 checkpoints'."""
+        if num_examples <= 0:
+            return "no training examples"
+        total, per_epoch = self.total_steps(num_examples), steps_per_epoch(num_examples, self.batch_size)
+        every = min(self.checkpoint_every or per_epoch, total)
+        epochs = lambda steps: f"{steps * self.batch_size / num_examples:.2f} epochs"  # noqa: E731
+        return (f"{total} steps of {self.batch_size} = {epochs(total)} of {num_examples} examples; a checkpoint "
+                f"every {every} steps ({epochs(every)}): {-(-total // every)} checkpoints")
+
 
 @dataclasses.dataclass(frozen=True)
 class TrainResult:
