@@ -4,6 +4,7 @@ import csv
 import dataclasses
 import json
 import pathlib
+import shutil
 import signal
 import socket
 import subprocess
@@ -352,7 +353,6 @@ def test_a_one_class_model_is_warned_naming_the_run_and_marked_in_results_and_re
 
 def test_explain_rebuilds_a_run_from_its_config_gin_after_its_gin_files_moved(uninterrupted, tmp_path, clean_gin):
     from gbair.explain import RunExplainer  # pylint: disable=import-outside-toplevel
-    import shutil  # pylint: disable=import-outside-toplevel
 
     workdir, _ = uninterrupted
     operative = (workdir / "config.gin").read_text()

@@ -9,6 +9,7 @@ import pytest
 
 from gbair.influence.second_order import TRAK, DataInf, InfluenceFunction
 from gbair.influence.tracin import TracIn, projection_matrix
+from gbair.models import t5
 from gbair.models.prompts import PromptCheckpoint
 from tests.toy_model import brute_force_grads, toy_checkpoints, toy_dataset, toy_model
 
@@ -319,8 +320,6 @@ def test_datainf_and_trak_strategies_are_minus_the_weighted_sum_over_v(name, sco
 # ---- the class probability TRAK reads: T5's rank classifier, MiniLM's head ----------------------
 
 def tiny_t5_classifier():
-    from gbair.models import t5  # pylint: disable=import-outside-toplevel
-
     config = t5.T5Config(vocab_size=64, d_model=16, num_heads=2, head_dim=8, d_ff=32, num_encoder_layers=1,
                          num_decoder_layers=1)
     params = jax.tree.map(lambda x: 0.5 * x, t5.init_params(config, jax.random.key(0)))
