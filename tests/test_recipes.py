@@ -22,24 +22,28 @@ TABLE_HEADING = "### The recipe each experiment runs"
 
 
 def recipe_table() -> dict[str, dict[str, object]]:
-    """README.md's recipe table as {experiment file stem: {"TrainConfig.field": value}}."""
+    """README.md's recipe tables (every table of its recipe section) as {experiment file stem:
+    {"TrainConfig.field": value}}; in each table the first column names the setting, the last is a note."""
     text = (REPO / "README.md").read_text()
     assert TABLE_HEADING in text, f"README.md has no {TABLE_HEADING!r} section"
-    lines = text.split(TABLE_HEADING, 1)[1].splitlines()
-    start = next(i for i, line in enumerate(lines) if line.startswith("|"))
-    rows = []
-    for line in lines[start:]:
-        if not line.startswith("|"):
-            break
-        rows.append([cell.strip() for cell in line.strip("|").split("|")])
-    header, body = rows[0], rows[2:]  # rows[1] is the |:---| line
-    columns = [[name.strip(" `") for name in cell.split(",")] for cell in header[1:-1]]  # last: the source
-    table: dict[str, dict[str, object]] = {name: {} for names in columns for name in names}
-    for row in body:
-        setting = row[0].strip("`")
-        for names, cell in zip(columns, row[1:-1]):
+    section = text.split(TABLE_HEADING, 1)[1].split("\n#", 1)[0]
+    tables, rows = [], []
+    for line in section.splitlines() + [""]:
+        if line.startswith("|"):
+            rows.append([cell.strip() for cell in line.strip("|").split("|")])
+        elif rows:
+            tables, rows = tables + [rows], []
+    table: dict[str, dict[str, object]] = {}
+    for header, _, *body in tables:  # the second row is the |:---| line
+        columns = [[name.strip(" `") for name in cell.split(",")] for cell in header[1:-1]]
+        for names in columns:
             for name in names:
-                table[name][setting] = literal(cell.strip("`"))
+                assert name not in table, f"{name} is in two recipe tables"
+                table[name] = {}
+        for row in body:
+            for names, cell in zip(columns, row[1:-1]):
+                for name in names:
+                    table[name][row[0].strip("`")] = literal(cell.strip("`"))
     return table
 
 
