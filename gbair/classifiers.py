@@ -98,16 +98,56 @@ T5_1_1_VOCABULARY = "gs://t5-data/vocabs/cc_all.32000.100extra/sentencepiece.mod
 HF_VOCABULARY = "spiece.model"  # what a Hugging Face T5 dir ships next to model.safetensors
 
 
-def sentencepiece_tokenizer(model_file: str | os.PathLike) -> Callable[[list[str]], list[list[int]]]:
-    """texts -> ids (no EOS) with seqio's SentencePieceVocabulary over a `.model` file (local or gs://)."""
+VOCABULARY_SETTING = "VOCABULARY (t5_1_1_classifier.vocabulary)"
+
+
+def sentencepiece_vocabulary(model_file: str | os.PathLike, setting: str = VOCABULARY_SETTING):
+    """seqio's SentencePieceVocabulary over a `.model` file (local or gs://), read and checked now: a
+    SentencePiece model whose pad and EOS ids are T5's (0 and 1). Errors name the file and `setting`."""
     model_file = os.fspath(model_file)
+    where = f"SentencePiece model {model_file} ({setting})"
     if not model_file.startswith("gs://") and not os.path.isfile(model_file):
-        raise FileNotFoundError(f"SentencePiece model {model_file} does not exist (expected the checkpoint's "
-                                f"vocabulary, e.g. {T5_1_1_VOCABULARY} copied locally)")
+        raise FileNotFoundError(f"SentencePiece model {model_file} does not exist ({setting}: expected the "
+                                f"checkpoint's vocabulary, e.g. {T5_1_1_VOCABULARY} copied locally)")
     import seqio  # here, not at the top: it imports TensorFlow, which the MiniLM path never needs
+    import tensorflow as tf  # pylint: disable=import-outside-toplevel  (loaded by seqio already)
+    from google.protobuf.message import DecodeError  # pylint: disable=import-outside-toplevel
 
     vocabulary = seqio.SentencePieceVocabulary(model_file)
+    try:
+        processor = vocabulary.tokenizer  # reads and parses the file
+    except (DecodeError, RuntimeError, OSError, ValueError, tf.errors.OpError) as e:
+        reason = (str(e).strip().splitlines() or [type(e).__name__])[0]
+        raise UserError(f"{where} cannot be read as a SentencePiece model ({reason}); expected the .model file "
+                        f"the checkpoint was trained with, e.g. {T5_1_1_VOCABULARY}") from e
+    ids = (processor.pad_id(), processor.eos_id())
+    if ids != (t5.PAD_ID, t5.EOS_ID):
+        raise UserError(f"{where} has pad id {ids[0]} and EOS id {ids[1]}, expected T5's {t5.PAD_ID} and "
+                        f"{t5.EOS_ID}: it is not a T5 vocabulary (T5's SentencePiece models use pad 0, EOS 1, unk 2)")
+    return vocabulary
+
+
+def sentencepiece_tokenizer(model_file: str | os.PathLike) -> Callable[[list[str]], list[list[int]]]:
+    """texts -> ids (no EOS) with seqio's SentencePieceVocabulary over a `.model` file (local or gs://)."""
+    vocabulary = sentencepiece_vocabulary(model_file)
     return lambda texts: [vocabulary.encode(text) for text in texts]
+
+
+def _checked_checkpoint(checkpoint: str, size: str | t5.T5Config, config: t5.T5Config) -> None:
+    """UserError (one line) before any weights are read when the checkpoint's shapes do not fit `config`,
+    naming the size gin file that fits when one does."""
+    found = checkpoints.read_shapes(checkpoint)
+    problems = checkpoints.shape_problems(found, config)
+    if not problems:
+        return
+    chosen = f"t5_1_1_classifier.size={size!r}" if isinstance(size, str) else "t5_1_1_classifier.size (a T5Config)"
+    fits = [name for name, preset in t5.SIZES.items() if not checkpoints.shape_problems(found, preset)]
+    if fits:
+        raise UserError(f"CHECKPOINT {checkpoint} is T5 1.1 {fits[0]}, not {chosen}: add "
+                        f"--gin_file=configs/models/t5_1_1_{fits[0]}.gin after the experiment file")
+    shown = "; ".join(problems[:3]) + (f"; and {len(problems) - 3} more" if len(problems) > 3 else "")
+    raise UserError(f"CHECKPOINT {checkpoint} ({found.format}) fits neither {chosen} nor any "
+                    f"configs/models/t5_1_1_<size>.gin ({', '.join(t5.SIZES)}): {shown}")
 
 
 def default_vocabulary(checkpoint: str) -> str:
@@ -134,6 +174,10 @@ def t5_1_1_classifier(
 ) -> PromptModel:
     """T5 1.1 (or LM-adapted T5) from a T5X / Hugging Face checkpoint as a rank classifier (see `t5.t5_classifier`).
 
+    Before any weights are read, one-line errors for: a vocabulary that is missing, not a SentencePiece
+    model, without T5's pad and EOS ids (0, 1), or with more pieces than the checkpoint's embedding rows;
+    and a checkpoint whose shapes (from its metadata) do not fit `size`, naming the size gin file that fits.
+
     Args:
       verbalizers: one target text per class, e.g. ("ok", "not ok"); its log-likelihood is the class score.
       checkpoint: a T5X step dir (legacy or Orbax, local or gs://) or HF safetensors file/dir. Required.
@@ -152,7 +196,16 @@ def t5_1_1_classifier(
         raise UserError(f"t5_1_1_classifier.size={size!r}, expected one of {sorted(t5.SIZES)} or a T5Config")
     t5_config = dataclasses.replace(t5.SIZES[size] if isinstance(size, str) else size, dtype=dtype,
                                     attention_implementation=attention_implementation)
-    tokenize = sentencepiece_tokenizer(vocabulary or default_vocabulary(checkpoint))
+    # Everything that can be checked without the weights is checked first (their read takes minutes).
+    vocabulary_file = vocabulary or default_vocabulary(checkpoint)
+    setting = VOCABULARY_SETTING if vocabulary else f"VOCABULARY unset, so the default for CHECKPOINT {checkpoint}"
+    spm = sentencepiece_vocabulary(vocabulary_file, setting)
+    _checked_checkpoint(checkpoint, size, t5_config)
+    if spm.vocab_size > t5_config.vocab_size:
+        raise UserError(f"SentencePiece model {vocabulary_file} ({setting}) has {spm.vocab_size} "
+                        f"pieces, more than the checkpoint's {t5_config.vocab_size} embedding rows: it is not the "
+                        f"vocabulary this checkpoint was trained with")
+    tokenize = lambda texts: [spm.encode(text) for text in texts]  # noqa: E731
     mesh = prompts.device_mesh(model_parallel)
     specs = t5.partition_specs(t5_config, model_parallel)
     params = prompts.place(checkpoints.load_t5_params(checkpoint, t5_config), mesh, specs)

@@ -1,9 +1,11 @@
 """Gin set-up shared by the entry points: where configs live, parsing, running the configured job, logs.
 
-`parse` remembers what it parsed; the job records it in WORKDIR/gin_config.json once it has validated
-it (gbair.run_record), so tools such as `python -m gbair.explain` can rebuild the same model and data.
+`parse` remembers what it parsed; the job records it, with the operative config, in WORKDIR/config.gin
+and WORKDIR/gin_config.json once it has validated it (gbair.run_record), so tools such as
+`python -m gbair.explain` can rebuild the same model and data (`parse_recorded`).
 """
 
+import dataclasses
 import logging as std_logging
 import os
 import pathlib
@@ -75,9 +77,37 @@ def _parse_error(e: SyntaxError | tokenize.TokenError) -> str:
 
 
 def parse_recorded(workdir: str | os.PathLike) -> None:
-    """Parses the gin config a run in `workdir` was started with."""
-    recorded = run_record.recorded(workdir)
-    parse(recorded["gin_files"], recorded["gin_bindings"])
+    """Parses the gin config a run in `workdir` ran with: its operative config (WORKDIR/config.gin), so
+    neither editing nor moving its gin files changes what is rebuilt; for a workdir made before
+    config.gin, its recorded gin files and bindings (WORKDIR/gin_config.json)."""
+    operative = run_record.operative(workdir)
+    if operative is None:
+        recorded = run_record.recorded(workdir)
+        parse(recorded["gin_files"], recorded["gin_bindings"])
+        return
+    gin.clear_config()
+    try:
+        gin.parse_config(operative)
+    except (SyntaxError, tokenize.TokenError, ValueError, ImportError) as e:
+        where = f"{workdir}/{run_record.OPERATIVE_CONFIG}"
+        message = (str(e).strip().splitlines() or [type(e).__name__])[0]
+        raise UserError(f"{where}: cannot parse ({message}); it is the run's operative gin config, written by "
+                        f"gbair.main: restore it, or delete it to rebuild from {run_record.GIN_RECORD}") from e
+
+
+def effective_settings() -> str:
+    """What the parsed config trains and cleans with, without running anything: every TrainConfig and
+    RecoveryConfig field (the defaults, then the gin files and bindings in order) as gin bindings, then
+    everything the gin files and bindings set (`gin.config_str()`). (`parse` already refused a
+    `%gin.REQUIRED` macro, e.g. TRAIN_STEPS, that nothing set.)"""
+    from gbair.recovery.experiment import RecoveryConfig  # pylint: disable=import-outside-toplevel
+
+    lines = ["# Effective TrainConfig and RecoveryConfig (defaults, then the gin files and bindings in order):"]
+    for built in (gbair.train.trainer.TrainConfig(), RecoveryConfig()):
+        lines += [f"{type(built).__name__}.{field.name} = {getattr(built, field.name)!r}"
+                  for field in dataclasses.fields(built)]
+    return "\n".join(lines + ["", "# Everything the gin files and bindings set (gin.config_str()):",
+                              gin.config_str()])
 
 
 def quiet_library_logs() -> None:

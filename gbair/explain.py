@@ -54,7 +54,7 @@ class RunExplainer:
     """Reads a finished (or running) G-BAIR workdir back: its experiment, data, checkpoints, scores."""
 
     def __init__(self, workdir: files.Location, experiment: Experiment | None = None):
-        """`experiment` as the run had it; default: rebuilt from the workdir's recorded gin config."""
+        """`experiment` as the run had it; default: rebuilt from the workdir's operative gin config (config.gin)."""
         self.workdir = files.path(workdir)
         if experiment is None:
             config.parse_recorded(self.workdir)

@@ -2,10 +2,12 @@
 
     python -m gbair.main --gin_file=configs/runs/train.gin --workdir=/tmp/run \
         [--gin_file=...] [--gin.NAME=VALUE ...] [--gin_bindings='NAME = VALUE'] [--debug]
+    python -m gbair.main --gin_file=configs/experiments/paper_bad.gin --print_config  # settings only
 
 `--gin.NAME=VALUE` is shorthand for `--gin_bindings='NAME = VALUE'` (as in T5X). Gin files are
 looked up as given, then relative to the repository root, so `configs/...` works from anywhere.
-The job records the gin config it ran with (WORKDIR/gin_config.json) once it has validated it.
+The job records the operative gin config it ran with (WORKDIR/config.gin, as T5X does) and the gin
+files and bindings (WORKDIR/gin_config.json) once it has validated its settings.
 One process at a time runs in a workdir (gbair.lock: a second one stops at once, naming the first).
 --workdir may be local or an object-store URL (gs://bucket/run; see gbair.files).
 
@@ -23,8 +25,9 @@ from gbair import UsageError, cli, config, files, hosts, lock
 
 flags.DEFINE_multi_string("gin_file", [], "Gin config files, parsed in order.")
 flags.DEFINE_multi_string("gin_bindings", [], "Gin bindings, applied after the files.")
-flags.DEFINE_string("workdir", None, "Directory (or gs:// URL) for checkpoints, metrics and results.",
-                    required=True)
+flags.DEFINE_string("workdir", None, "Directory (or gs:// URL) for checkpoints, metrics and results.")
+flags.DEFINE_bool("print_config", False, "Print the effective TrainConfig and RecoveryConfig and the gin "
+                  "bindings, then exit without running anything (no --workdir needed).")
 flags.DEFINE_bool("distributed", None, "Join the other processes of a multi-host run (jax.distributed); "
                   "default: on when --coordinator_address is given or on a Cloud TPU VM.")
 flags.DEFINE_string("coordinator_address", None, "HOST:PORT of process 0 for jax.distributed (not on Cloud TPU).")
@@ -49,6 +52,12 @@ def main(argv: list[str]) -> None:
     config.quiet_library_logs()
     if not FLAGS.gin_file:
         raise UsageError("give at least one --gin_file (e.g. configs/runs/train.gin)")
+    if FLAGS.print_config:
+        config.parse(FLAGS.gin_file, FLAGS.gin_bindings)
+        print(config.effective_settings())
+        return
+    if FLAGS.workdir is None:
+        raise UsageError("flag --workdir must have a value (or give --print_config to only print the settings)")
     hosts.initialize(FLAGS.distributed, FLAGS.coordinator_address, FLAGS.num_processes, FLAGS.process_id)
     config.parse(FLAGS.gin_file, FLAGS.gin_bindings)
     workdir = files.path(FLAGS.workdir)

@@ -1,18 +1,28 @@
-"""WORKDIR/gin_config.json: the gin files and bindings a job's results came from, and the gbair
-source they ran (`source_version`: the git commit of the checkout, and whether it had local changes).
+"""What a job's results came from, in its workdir: the operative gin config, the command's gin files
+and bindings, and the gbair source they ran.
 
-The entry point `remember`s what it parsed; the job `record`s it once it has validated its settings
+- WORKDIR/config.gin: the operative config (`gin.operative_config_str()`: every setting of every
+  configurable the run called, defaults included), T5X's name and content. Complete on its own, so a
+  run rebuilds from it however its gin files were edited or moved since.
+- WORKDIR/gin_config.json: the gin files and bindings of the command (what was typed; workdirs made
+  before config.gin existed rebuild from these) and `source` (`source_version`: the git commit of the
+  checkout, and whether it had local changes).
+
+The entry point `remember`s what it parsed; the job `record`s both once it has validated its settings
 (and its workdir), so a rerun that fails validation never overwrites the record of a good run.
-`gbair.explain` reads it back (`recorded`) to rebuild the run's model and data.
+`gbair.config.parse_recorded` reads them back (`operative` first, else `recorded`).
 """
 
 import os
 import pathlib
 import subprocess
 
+import gin
+
 from gbair import UserError, files
 
 GIN_RECORD = "gin_config.json"
+OPERATIVE_CONFIG = "config.gin"
 _parsed: dict[str, list[str]] = {"gin_files": [], "gin_bindings": []}
 
 
@@ -21,6 +31,9 @@ def remember(gin_files: list[str], bindings: list[str]) -> None:
 
 
 def record(workdir: str | os.PathLike) -> None:
+    """Writes config.gin (the operative config so far: call this once the job has built its parts)
+    and gin_config.json."""
+    files.write_text(files.path(workdir) / OPERATIVE_CONFIG, gin.operative_config_str())
     files.write_json(files.path(workdir) / GIN_RECORD, {**_parsed, "source": source_version()})
 
 
@@ -40,6 +53,12 @@ def source_version() -> dict[str, str | bool | None]:
     commit = git("rev-parse", "HEAD")
     status = git("status", "--porcelain", "--untracked-files=no", "--", "gbair", "configs", "setup.py")
     return {"git_commit": commit, "local_changes": None if commit is None else bool(status)}
+
+
+def operative(workdir: str | os.PathLike) -> str | None:
+    """The text of WORKDIR/config.gin, or None for a workdir made before gbair wrote it."""
+    path = files.path(workdir) / OPERATIVE_CONFIG
+    return path.read_text() if path.exists() else None
 
 
 def recorded(workdir: str | os.PathLike) -> dict[str, list[str]]:

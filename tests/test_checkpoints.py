@@ -4,6 +4,7 @@ The legacy writer below is independent of gbair and flax: raw msgpack with ext-t
 (shape, dtype name, C bytes) and gzip zarr arrays written by TensorStore at relative paths, as T5X does.
 """
 
+import dataclasses
 import os
 import shutil
 
@@ -175,3 +176,49 @@ def test_gcs_specs_take_the_bucket_and_dir_of_the_given_path():
         "path": "pretrained_models/t5x/t5_1_1_lm100k_base/checkpoint_1100000/target.encoder.encoder_norm.scale"}}
     local = t5x.absolute_spec({"driver": "zarr", "kvstore": {"driver": "file", "path": "target.x"}}, "/ckpt/checkpoint_1")
     assert local["kvstore"] == {"driver": "file", "path": "/ckpt/checkpoint_1/target.x"}
+
+
+def shapes_of(tree) -> dict:
+    return {name: tuple(np.shape(leaf)) for name, leaf in flat(tree).items()}
+
+
+def test_shapes_come_from_metadata_alone_in_every_format(tmp_path, params):
+    write_legacy(str(tmp_path / "legacy" / "checkpoint_1"), params)
+    for chunk in (tmp_path / "legacy" / "checkpoint_1").rglob("*"):
+        if chunk.is_file() and chunk.name not in ("checkpoint", ".zarray"):
+            chunk.unlink()  # no array data left: only the msgpack index and each array's .zarray
+    found = checkpoints.read_shapes(str(tmp_path / "legacy" / "checkpoint_1"))
+    assert found.format == "t5x_legacy" and found.shapes == shapes_of(params)
+    assert checkpoints.shape_problems(found, CONFIG) == []
+    emptied = checkpoints.load_t5_params(str(tmp_path / "legacy" / "checkpoint_1"), CONFIG)  # zarr's fill value
+    assert not emptied["token_embedder"]["embedding"].any() and params["token_embedder"]["embedding"].any()
+
+    options = ocp.CheckpointManagerOptions(step_prefix="checkpoint")
+    with ocp.CheckpointManager(str(tmp_path / "orbax"), options=options) as manager:
+        manager.save(7, args=ocp.args.Composite(state=ocp.args.PyTreeSave({"target": params})))
+    found = checkpoints.read_shapes(str(tmp_path / "orbax" / "checkpoint_7"))
+    assert found.format == "t5x_orbax" and found.shapes == shapes_of(params)
+
+    golden = os.path.join(os.path.dirname(__file__), "golden", "t5_tiny.safetensors")
+    found = checkpoints.read_shapes(golden)
+    assert found.shapes == {name: array.shape for name, array in load_file(golden).items()}
+    import json  # pylint: disable=import-outside-toplevel
+
+    config = t5.T5Config.from_hf(json.load(open(os.path.join(os.path.dirname(__file__), "golden",
+                                                              "t5_tiny_outputs.json")))["config"])
+    assert checkpoints.shape_problems(found, config) == []
+    assert "shared.weight" in " ".join(checkpoints.shape_problems(found, dataclasses.replace(config, vocab_size=7)))
+
+
+def test_shape_problems_name_each_param_that_does_not_fit(tmp_path, params):
+    write_legacy(str(tmp_path / "checkpoint_1"), params)
+    found = checkpoints.read_shapes(str(tmp_path / "checkpoint_1"))
+    wider = dataclasses.replace(CONFIG, num_encoder_layers=3, d_ff=24)
+    problems = checkpoints.shape_problems(found, wider)
+    assert "encoder/layers_2/mlp/wo/kernel missing" in problems
+    assert "encoder/layers_0/mlp/wo/kernel (20, 16) (expected (24, 16))" in problems
+    assert checkpoints.shape_problems(found, dataclasses.replace(wider, num_encoder_layers=1, d_ff=20)) == [
+        f"encoder/layers_1/{name} unexpected" for name in sorted(
+            "/".join(k) for k in [("attention", p, "kernel") for p in ("key", "out", "query", "value")]
+            + [("mlp", p, "kernel") for p in ("wi_0", "wi_1", "wo")]
+            + [(n, "scale") for n in ("pre_attention_layer_norm", "pre_mlp_layer_norm")])]

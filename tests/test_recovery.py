@@ -4,6 +4,7 @@ import csv
 import dataclasses
 import json
 import pathlib
+import shutil
 import signal
 import socket
 import subprocess
@@ -14,6 +15,7 @@ import gin
 import numpy as np
 import pytest
 
+from gbair import UserError
 from gbair.recovery import experiment, strategies
 from gbair.train import checkpoints as prompt_checkpoints
 from gbair.train import trainer
@@ -347,3 +349,28 @@ def test_a_one_class_model_is_warned_naming_the_run_and_marked_in_results_and_re
         assert f"{tmp_path}/cells/toy/rate=0.25/seed=0/{run}: the trained prompt predicts 'c0' for every " \
                "validation example" in caplog.text
     assert paper.write_report(tmp_path).startswith("WARNING: 2 of 2 rows come from one-class models")
+
+
+def test_explain_rebuilds_a_run_from_its_config_gin_after_its_gin_files_moved(uninterrupted, tmp_path, clean_gin):
+    from gbair.explain import RunExplainer  # pylint: disable=import-outside-toplevel
+
+    workdir, _ = uninterrupted
+    operative = (workdir / "config.gin").read_text()
+    assert "TrainConfig.num_steps = 10" in operative and "execute.job = @sweep" in operative  # T5X's content
+    moved = tmp_path / "moved"
+    shutil.copytree(workdir, moved)
+    record = json.loads((moved / "gin_config.json").read_text())
+    (moved / "gin_config.json").write_text(json.dumps({**record, "gin_files": [str(tmp_path / "gone.gin")]}))
+    explainer = RunExplainer(moved)
+    cell = explainer.cell(None, None, None)
+    stored = explainer.stored(cell, "tracin", 1)
+    np.testing.assert_allclose(explainer.compute(cell, "tracin", 1, list(stored.queries.ids)).dot, stored.dot,
+                               rtol=1e-4, atol=1e-6)
+    (moved / "config.gin").unlink()  # an older workdir: rebuilt from its gin files, here gone
+    with pytest.raises(UserError, match="gone.gin: no such file"):
+        RunExplainer(moved)
+    (moved / "gin_config.json").write_text(json.dumps(record))
+    assert RunExplainer(moved).experiment.train_config == explainer.experiment.train_config
+    (moved / "config.gin").write_text("TrainConfig.num_steps = (")
+    with pytest.raises(UserError, match=r"config.gin: cannot parse"):
+        RunExplainer(moved)

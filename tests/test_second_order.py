@@ -9,6 +9,8 @@ import pytest
 
 from gbair.influence.second_order import TRAK, DataInf, InfluenceFunction
 from gbair.influence.tracin import TracIn, projection_matrix
+from gbair.models import t5
+from gbair.models.prompts import PromptCheckpoint
 from tests.toy_model import brute_force_grads, toy_checkpoints, toy_dataset, toy_model
 
 TRAIN, TEST = toy_dataset(13, seed=1), toy_dataset(4, seed=2)
@@ -313,3 +315,71 @@ def test_datainf_and_trak_strategies_are_minus_the_weighted_sum_over_v(name, sco
     np.testing.assert_allclose(strategies.score(name, context), -matrix @ weights, rtol=1e-5)
     precomputed = dataclasses.replace(context, influence={name: 2 * matrix})  # the loop's cache is read
     np.testing.assert_allclose(strategies.score(name, precomputed), -2 * matrix @ weights, rtol=1e-6)
+
+
+# ---- the class probability TRAK reads: T5's rank classifier, MiniLM's head ----------------------
+
+def tiny_t5_classifier():
+    config = t5.T5Config(vocab_size=64, d_model=16, num_heads=2, head_dim=8, d_ff=32, num_encoder_layers=1,
+                         num_decoder_layers=1)
+    params = jax.tree.map(lambda x: 0.5 * x, t5.init_params(config, jax.random.key(0)))
+    tokenize = lambda texts: [[3 + ord(ch) % 61 for ch in text] for text in texts]  # noqa: E731
+    return t5.t5_classifier(params, config, tokenize, ("ok", "no"), prompt_length=3, max_length=12)
+
+
+def margins_by_hand(model, checkpoint, dataset):
+    """Per example, in float64: p = softmax(logits_fn)[label] and the gradient of TRAK's margin
+    f = log p - log(1 - p), each from its own jax.grad call on logits_fn (no batching)."""
+    features = model.featurize(dataset.texts)
+    probabilities, grads = [], []
+    for i in range(len(dataset)):
+        example, label = {k: v[i:i + 1] for k, v in features.items()}, int(dataset.labels[i])
+
+        def margin(prompt):
+            log_p = jax.nn.log_softmax(model.logits_fn(model.params, prompt, example)[0])
+            return log_p[label] - jax.nn.logsumexp(jnp.delete(log_p, label, assume_unique_indices=True))
+
+        logits = np.asarray(model.logits_fn(model.params, checkpoint.prompt, example)[0], np.float64)
+        probabilities.append(np.exp(logits[label]) / np.exp(logits).sum())
+        grads.append(np.asarray(jax.grad(margin)(jnp.asarray(checkpoint.prompt)), np.float64).ravel())
+    return np.array(probabilities), np.stack(grads)
+
+
+def test_trak_on_t5_reads_the_rank_classifiers_class_probability_not_the_sequence_likelihood():
+    model = tiny_t5_classifier()
+    data = toy_dataset(6, seed=3, num_classes=2)
+    rng = np.random.default_rng(0)
+    checkpoints = [PromptCheckpoint(step, 0.3, rng.standard_normal(model.prompt_shape).astype(np.float32))
+                   for step in (1, 2)]
+    scorer = TRAK(model, checkpoints, data, batch_size=4)
+    probabilities = scorer.class_probabilities(data)
+    grads = scorer.gradient_features(data)  # -(1 - p) phi, TRAK's g
+    scale = 1.0 / (1.0 - probabilities)
+    features = model.featurize(data.texts)
+    batch = dict(features, label=data.labels.astype(np.int32))
+    for c, checkpoint in enumerate(checkpoints):
+        expected_p, expected_phi = margins_by_hand(model, checkpoint, data)
+        np.testing.assert_allclose(probabilities[c], expected_p, rtol=1e-4, atol=1e-6)
+        np.testing.assert_allclose(-grads[c] * scale[c][:, None], expected_phi, rtol=1e-3,
+                                   atol=1e-5 * np.abs(expected_phi).max())
+        sequence_p = np.exp(-np.asarray(model.loss_fn(model.params, checkpoint.prompt, batch), np.float64))
+        assert np.abs(sequence_p - expected_p).max() > 0.05  # the verbalizer's likelihood is another number
+
+
+def test_trak_on_minilm_is_unchanged_its_class_loss_is_its_training_loss(tiny_bert_dir):
+    from gbair.classifiers import minilm_classifier  # pylint: disable=import-outside-toplevel
+
+    model = minilm_classifier(["an ordinary email", "spam advertising"], class_names=["ham", "spam"],
+                              model_dir=tiny_bert_dir, prompt_length=2, max_length=8)
+    data = toy_dataset(7, seed=4, num_classes=2)
+    checkpoints = [PromptCheckpoint(step, 0.1, np.asarray(model.init_prompt(jax.random.key(step))))
+                   for step in (1, 2)]
+    batch = dict(model.featurize(data.texts), label=data.labels.astype(np.int32))
+    np.testing.assert_array_equal(model.class_loss_fn(model.params, checkpoints[0].prompt, batch),
+                                  model.loss_fn(model.params, checkpoints[0].prompt, batch))
+
+    class TrainingLossTRAK(TRAK):  # TRAK as it was: p = exp(-training loss)
+        _loss_fn = property(lambda self: self.model.loss_fn)
+
+    np.testing.assert_array_equal(TRAK(model, checkpoints, data, batch_size=4).influence(data, data),
+                                  TrainingLossTRAK(model, checkpoints, data, batch_size=4).influence(data, data))

@@ -2,17 +2,20 @@
 
 `load_t5_params(path, config)` works out the format from what is at `path`, reads it, and checks the
 result against the param tree the config implies, naming every missing, unexpected and wrong-shape
-parameter in one error. Nothing is unpickled: msgpack, TensorStore, Orbax and safetensors only.
+parameter in one error. `read_shapes` + `shape_problems` answer whether a checkpoint fits a config
+from its metadata alone, before any weights are read. Nothing is unpickled: msgpack, TensorStore,
+Orbax and safetensors only.
 """
 
 import os
 import re
 import time
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 import jax
 import numpy as np
 from absl import logging
+from safetensors import safe_open
 from safetensors.numpy import load_file
 
 from gbair import UserError
@@ -51,6 +54,40 @@ def detect_format(path: str) -> tuple[Format, str]:
                          f"{os.path.join(path, steps[-1])} (found {', '.join(steps)})")
     raise UserError(f"checkpoint {path}: not a T5X step dir (no {t5x.ORBAX_ITEM}/ or {t5x.LEGACY_FILE}) "
                      f"and no {HF_WEIGHTS}; expected e.g. .../checkpoint_1100000 or a safetensors file")
+
+
+class CheckpointShapes(NamedTuple):
+    """A checkpoint's parameter shapes, read from its metadata (no weights)."""
+
+    format: Format
+    location: str  # the file or step dir read
+    shapes: dict[str, tuple[int, ...]]  # T5X param path ("encoder/layers_0/...") or Hugging Face tensor name
+
+
+def read_shapes(path: str) -> CheckpointShapes:
+    """The shapes in the checkpoint at `path` (any supported format), from its metadata alone: the
+    safetensors header, the legacy msgpack index and each TensorStore array's .zarray, or Orbax's metadata."""
+    fmt, location = detect_format(path)
+    if fmt == "hf_safetensors":
+        with safe_open(location, framework="numpy") as f:
+            shapes = {name: tuple(f.get_slice(name).get_shape()) for name in f.keys()}
+    else:
+        shapes = _shapes(t5x.legacy_shapes(location) if fmt == "t5x_legacy" else t5x.orbax_shapes(location))
+    return CheckpointShapes(fmt, location, shapes)
+
+
+def shape_problems(found: CheckpointShapes, config: T5Config) -> list[str]:
+    """One line per parameter of `found` that does not fit `config` (missing, unexpected or of another
+    shape), in the checkpoint's own names and layout; empty when it fits."""
+    if found.format == "hf_safetensors":
+        expected, ignored = hf.expected_shapes(config), set(hf.IGNORED)
+    else:
+        expected, ignored = _shapes(param_shapes(config)), set()
+    got = found.shapes
+    return ([f"{name} missing" for name in sorted(set(expected) - set(got))]
+            + [f"{name} unexpected" for name in sorted(set(got) - set(expected) - ignored)]
+            + [f"{name} {got[name]} (expected {shape})" for name, shape in sorted(expected.items())
+               if name in got and tuple(got[name]) != tuple(shape)])
 
 
 def load_t5_params(path: str, config: T5Config) -> dict:

@@ -45,8 +45,15 @@ def _hf_names(config: T5Config) -> dict[str, tuple[tuple[str, ...], bool]]:
 
 
 # Aliases of `shared.weight` that some exports repeat, and a never-used tensor HF itself ignores.
-_HF_IGNORED = ("encoder.embed_tokens.weight", "decoder.embed_tokens.weight",
+IGNORED = ("encoder.embed_tokens.weight", "decoder.embed_tokens.weight",
                "decoder.block.0.layer.1.EncDecAttention.relative_attention_bias.weight")
+
+
+def expected_shapes(config: T5Config) -> dict[str, tuple[int, ...]]:
+    """Hugging Face tensor name -> its shape (the Hugging Face layout) for `config`."""
+    shapes = param_shapes(config)
+    return {name: _get(shapes, path)[::-1] if transpose else _get(shapes, path)
+            for name, (path, transpose) in _hf_names(config).items()}
 
 
 def params_from_hf(tensors: Mapping[str, np.ndarray], config: T5Config) -> dict:
@@ -67,7 +74,7 @@ def params_from_hf(tensors: Mapping[str, np.ndarray], config: T5Config) -> dict:
         else:
             array = np.asarray(tensors[name], np.float32)
             _set(params, path, np.ascontiguousarray(array.T) if transpose else array)
-    known = set(_hf_names(config)) | set(_HF_IGNORED)
+    known = set(_hf_names(config)) | set(IGNORED)
     unexpected = sorted(n for n in tensors if n not in known)
     problems = [f"{what} {items}" for what, items in
                 (("missing", missing), ("unexpected", unexpected), ("wrong shape", wrong)) if items]

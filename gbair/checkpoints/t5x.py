@@ -66,8 +66,8 @@ def _read_bytes(path: str) -> bytes:
     return result.value
 
 
-def read_legacy(step_dir: str) -> dict:
-    """The `target` params of a legacy T5X checkpoint dir, as a nested dict of numpy arrays (stored dtype)."""
+def _legacy_target(step_dir: str) -> tuple[int, dict]:
+    """(format version, the `target` tree of the msgpack index: inline arrays and TensorStore specs)."""
     contents = serialization.msgpack_restore(_read_bytes(os.path.join(step_dir, LEGACY_FILE)))
     if not isinstance(contents, Mapping):
         raise UserError(f"{step_dir}/{LEGACY_FILE}: expected a msgpack dict, got {type(contents).__name__}")
@@ -76,10 +76,26 @@ def read_legacy(step_dir: str) -> dict:
     if not isinstance(optimizer, Mapping) or "target" not in optimizer:
         raise UserError(f"{step_dir}/{LEGACY_FILE}: no optimizer/target params (version {version}, "
                          f"keys {sorted(contents)})")
+    return version, dict(optimizer["target"])
+
+
+def legacy_shapes(step_dir: str) -> dict:
+    """The `target` tree of a legacy T5X checkpoint with each param's shape as its leaf, from the msgpack
+    index and each TensorStore array's metadata (.zarray): no array data is read."""
+    _, target = _legacy_target(step_dir)
+    tree = jax.tree.map(lambda leaf: ts.open(absolute_spec(leaf, step_dir), open=True) if _is_spec(leaf)
+                        else tuple(np.shape(leaf)), target, is_leaf=_is_spec)
+    is_future = lambda x: isinstance(x, ts.Future)  # noqa: E731
+    return jax.tree.map(lambda x: tuple(x.result().shape) if is_future(x) else x, tree, is_leaf=is_future)
+
+
+def read_legacy(step_dir: str) -> dict:
+    """The `target` params of a legacy T5X checkpoint dir, as a nested dict of numpy arrays (stored dtype)."""
+    version, target = _legacy_target(step_dir)
 
     # All TensorStore opens, then all reads, are issued before waiting on any: concurrent I/O.
     tree = jax.tree.map(lambda leaf: ts.open(absolute_spec(leaf, step_dir), open=True, read=True)
-                        if _is_spec(leaf) else np.asarray(leaf), dict(optimizer["target"]), is_leaf=_is_spec)
+                        if _is_spec(leaf) else np.asarray(leaf), target, is_leaf=_is_spec)
     is_future = lambda x: isinstance(x, ts.Future)  # noqa: E731
     tree = jax.tree.map(lambda x: x.result().read() if is_future(x) else x, tree, is_leaf=is_future)
     tree = jax.tree.map(lambda x: x.result() if is_future(x) else x, tree, is_leaf=is_future)
@@ -88,16 +104,27 @@ def read_legacy(step_dir: str) -> dict:
     return tree
 
 
-def read_orbax(step_dir: str) -> dict:
-    """The `target` params of an Orbax T5X checkpoint (`step_dir/state/`), without the optimizer state."""
+def _orbax_target(step_dir: str) -> tuple[str, bool, dict]:
+    """(the Orbax item dir, whether the tree keeps the legacy `optimizer` level, the `target` metadata tree)."""
     item = os.path.join(step_dir, ORBAX_ITEM)
-    checkpointer = ocp.PyTreeCheckpointer()
-    tree = checkpointer.metadata(item).item_metadata.tree
+    tree = ocp.PyTreeCheckpointer().metadata(item).item_metadata.tree
     wrapped = "optimizer" in tree  # some writers keep the legacy `optimizer` level
     if "target" not in (tree["optimizer"] if wrapped else tree):
         raise UserError(f"{item}: no `target` params in the Orbax tree (keys {sorted(tree)})")
-    wanted = {"target": (tree["optimizer"] if wrapped else tree)["target"]}
-    wanted = {"optimizer": wanted} if wrapped else wanted
+    return item, wrapped, (tree["optimizer"] if wrapped else tree)["target"]
+
+
+def orbax_shapes(step_dir: str) -> dict:
+    """The `target` tree of an Orbax T5X checkpoint with each param's shape as its leaf (metadata only)."""
+    _, _, target = _orbax_target(step_dir)
+    return jax.tree.map(lambda leaf: tuple(leaf.shape), target)
+
+
+def read_orbax(step_dir: str) -> dict:
+    """The `target` params of an Orbax T5X checkpoint (`step_dir/state/`), without the optimizer state."""
+    item, wrapped, target = _orbax_target(step_dir)
+    checkpointer = ocp.PyTreeCheckpointer()
+    wanted = {"optimizer": {"target": target}} if wrapped else {"target": target}
     as_numpy = jax.tree.map(lambda _: ocp.RestoreArgs(restore_type=np.ndarray), wanted)
     restored = checkpointer.restore(item, args=ocp.args.PyTreeRestore(wanted, as_numpy, partial_restore=True))
     return (restored["optimizer"] if wrapped else restored)["target"]

@@ -211,8 +211,11 @@ class TRAK(_Preconditioned):
     """TRAK (Park et al. 2023) with the saved checkpoints in place of independently trained models.
 
     TRAK regresses on the gradient of the model output f = log(p / (1 - p)), here the margin of the
-    given label with p = exp(-loss) (the label's probability under cross-entropy; the verbalizer's
-    likelihood under T5's rank classification). d loss / d f = -(1 - p), so the margin gradient is
+    given label with p its class probability (`PromptModel.probabilities_fn`: MiniLM's softmax over
+    its head's scores; for T5 the rank classifier's softmax over the verbalizers' log-likelihoods, not
+    the verbalizer's sequence likelihood over the vocabulary). TRAK's g is the gradient of the class
+    loss -log p (`PromptModel.class_loss_fn`: MiniLM's training loss; for T5 not its sequence loss),
+    so p = exp(-loss) exactly. d loss / d f = -(1 - p), so the margin gradient is
     phi = -g / (1 - p), and per checkpoint c, with Phi_c the rows phi_c(z_i) of the training set and
     Q = diag(1 - p):
 
@@ -225,7 +228,8 @@ class TRAK(_Preconditioned):
     clipped at 1e-6. projection_dim is TRAK's random projection (TracIn's seeded Gaussian map).
 
     Cost: one pass over the training set (memory: one block plus C d x d float64 matrices), then
-    TracIn's scoring; each pass also reads the losses, from the same forward pass as the gradients.
+    TracIn's scoring; each pass also reads the losses, from the same forward pass as the gradients. On
+    T5 the class loss runs the decoder once per class (the training loss once per example).
 
     Args: as TracIn (variant is always `dot`), plus
       train: the training set whose margin gradients make Phi_c.
@@ -246,9 +250,21 @@ class TRAK(_Preconditioned):
         self.lambdas = damping * mean_nonzero_eigenvalue(np.trace(kernel, axis1=1, axis2=2), len(train), dim)  # [C]
         self._factors = [scipy.linalg.cho_factor(k + lam * np.eye(dim)) for k, lam in zip(kernel, self.lambdas)]
 
+    @property
+    def _loss_fn(self):
+        """-log p(label) of the class probabilities: every TRAK gradient (kernel, test side, scored
+        training side) is this loss's, so TRAK's margin is the classifier's on T5 too."""
+        return self.model.class_loss_fn
+
+    def class_probabilities(self, dataset: TextDataset) -> np.ndarray:
+        """[C, N] p_c(z): each example's given-label class probability at each checkpoint, as TRAK's
+        margin and 1 - p weights read it (from the same pass as its gradients)."""
+        scales = [s[:, :n] for _, n, (_, s) in self._stream("TRAK probabilities", dataset, self._margin_fn, ())]
+        return 1.0 - 1.0 / np.concatenate(scales, axis=1)
+
     @functools.cached_property
     def _margin_fn(self):
-        """jit: block -> ([C, B, d] gradient features, [C, B] 1 / (1 - p)), replicated."""
+        """jit: block -> ([C, B, d] gradient features, [C, B] 1 / (1 - p)), replicated; p = exp(-class loss)."""
         def margins(params, prompts, projection, batch):
             features, losses = self._features_and_losses(params, prompts, projection, batch)
             return features, 1.0 / jnp.maximum(-jnp.expm1(-losses), MIN_ONE_MINUS_P)  # 1 - exp(-loss), accurately

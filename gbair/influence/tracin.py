@@ -170,10 +170,16 @@ class TracIn:
     def _features(self, params, prompts, projection, batch):
         return self._features_and_losses(params, prompts, projection, batch)[0]
 
+    @property
+    def _loss_fn(self):
+        """(params, prompt, batch) -> [B]: the loss whose prompt gradients g_c are scored (the model's
+        training loss; TRAK differentiates the class probability's instead)."""
+        return self.model.loss_fn
+
     def _features_and_losses(self, params, prompts, projection, batch):
         """[C, B, d] gradient features and [C, B] losses (free: the forward pass computes them anyway)."""
         def one_checkpoint(prompt):
-            losses, grads = per_example_losses_and_grads(self.model.loss_fn, params, prompt, batch,
+            losses, grads = per_example_losses_and_grads(self._loss_fn, params, prompt, batch,
                                                          method=self.method)
             flat = grads.reshape(grads.shape[0], -1)
             if projection is not None:

@@ -7,6 +7,7 @@ closed over, so jit does not bake hundreds of MB of constants into every compile
 """
 
 import dataclasses
+import functools
 import os
 from typing import Any, Callable, Literal, Mapping, Sequence
 
@@ -16,6 +17,7 @@ import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from gbair import files
+from gbair.models import heads
 
 Position = Literal["prefix", "after_first"]
 Params = Any
@@ -56,6 +58,29 @@ class PromptModel:
     # The mesh `params` already live on (sharded over MODEL where big); the trainer and TracIn then
     # split batches over its DATA axis. None: host arrays, placed by whoever runs the model.
     mesh: Mesh | None = None
+
+    # The classifier's class probabilities, derived from `logits_fn` once per model (stable functions,
+    # so whatever jit-compiles them compiles once). For MiniLM `class_loss_fn` is `loss_fn`; for T5 it
+    # is not: T5 trains on the verbalizer's sequence loss over the whole vocabulary, while its class
+    # probability is the rank classifier's softmax over the verbalizers' log-likelihoods.
+
+    @functools.cached_property
+    def probabilities_fn(self) -> Callable[[Params, jax.Array, Batch], jax.Array]:
+        """(params, prompt, batch) -> [B, C] float32 class probabilities: softmax of `logits_fn` over classes."""
+        def probabilities(params: Params, prompt: jax.Array, batch: Batch) -> jax.Array:
+            logits = self.logits_fn(params, prompt, batch)
+            return jax.nn.softmax(logits.astype(jnp.promote_types(logits.dtype, jnp.float32)), axis=-1)
+
+        return probabilities
+
+    @functools.cached_property
+    def class_loss_fn(self) -> Callable[[Params, jax.Array, Batch], jax.Array]:
+        """(params, prompt, batch) -> [B] -log p(label) under `probabilities_fn` (the classifier's
+        cross-entropy; what a probability of the given label, p = exp(-class loss), is read from)."""
+        def class_loss(params: Params, prompt: jax.Array, batch: Batch) -> jax.Array:
+            return heads.cross_entropy(self.logits_fn(params, prompt, batch), batch["label"])
+
+        return class_loss
 
 
 @dataclasses.dataclass(frozen=True)

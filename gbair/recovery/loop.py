@@ -312,6 +312,8 @@ def _run_sweep(workdir: files.Location, experiment: Experiment) -> epath.Path:
                 total_runs=len(cells) * runs_per_cell + clean_runs, relabel_file=experiment.relabel_file)
     run.prepare(cells, experiment.datasets, with_clean="clean" in experiment.strategy_names)
     run_record.record(workdir)  # only now: the settings are valid and this workdir is theirs
+    for name, splits in experiment.datasets.items():
+        logging.info("TrainConfig on %s: %s", name, experiment.train_config.describe_length(len(splits["train"])))
     for i, cell in enumerate(cells, 1):
         logging.info("cell %d/%d: %s rate=%g seed=%d, strategies %s", i, len(cells), cell.dataset, cell.rate,
                      cell.seed, ", ".join(experiment.strategy_names))

@@ -11,7 +11,7 @@ import json
 import math
 import os
 import time
-from typing import Any, Callable, Literal, Sequence
+from typing import Any, Literal, Sequence
 
 import gin
 import jax
@@ -82,6 +82,18 @@ class TrainConfig:
 
     def total_steps(self, num_examples: int) -> int:
         return self.num_steps or steps_per_epoch(num_examples, self.batch_size) * self.num_epochs
+
+    def describe_length(self, num_examples: int) -> str:
+        """How long training on `num_examples` is, in steps, epochs and checkpoints (what a reader of a
+        recipe needs to see at the start of a run), e.g. '6495 steps of 32 = 3.00 epochs of 69274
+        examples; a checkpoint every 2165 steps (1.00 epochs): 3 checkpoints'."""
+        if num_examples <= 0:
+            return "no training examples"
+        total, per_epoch = self.total_steps(num_examples), steps_per_epoch(num_examples, self.batch_size)
+        every = min(self.checkpoint_every or per_epoch, total)
+        epochs = lambda steps: f"{steps * self.batch_size / num_examples:.2f} epochs"  # noqa: E731
+        return (f"{total} steps of {self.batch_size} = {epochs(total)} of {num_examples} examples; a checkpoint "
+                f"every {every} steps ({epochs(every)}): {-(-total // every)} checkpoints")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -339,20 +351,12 @@ def select_checkpoint(saved: Sequence[PromptCheckpoint], select_by: str) -> Prom
     return max(saved, key=lambda c: (sign * c.validation[select_by], -c.step))
 
 
-@functools.lru_cache(maxsize=32)
-def _softmax_logits(logits_fn: Callable) -> Callable:
-    return functools.partial(_apply_softmax, logits_fn)
-
-
-def _apply_softmax(logits_fn, params, prompt, batch):
-    return jax.nn.softmax(logits_fn(params, prompt, batch))
-
-
 def predict(model: PromptModel, prompt: Any, dataset: TextDataset, batch_size: int = 64) -> np.ndarray:
-    """Class probabilities [N, C] (softmax of the model's class scores)."""
+    """Class probabilities [N, C] (`model.probabilities_fn`: the softmax of the model's class scores; for T5
+    over the verbalizers' log-likelihoods)."""
     if len(dataset) == 0:
         return np.zeros((0, len(model.class_names)), np.float32)
-    return map_batches(_softmax_logits(model.logits_fn), model, prompt, dataset, batch_size)
+    return map_batches(model.probabilities_fn, model, prompt, dataset, batch_size)
 
 
 def example_losses(model: PromptModel, prompt: Any, dataset: TextDataset, batch_size: int = 64) -> np.ndarray:
