@@ -3,7 +3,8 @@
 Each is TracIn (tracin.py) with the test side multiplied by an inverse curvature built from the
 training set z_1..z_n, so influence, aggregate influence, self-influence and top-k keep TracIn's
 streamed, sharded scoring, its result types and its sign (positive: training on z lowers v's loss;
-Koh and Liang's I_up,loss is its negative). g_c = d loss / d prompt at checkpoint c.
+Koh and Liang's I_up,loss is its negative). g_c = d loss / d prompt at checkpoint c (TRAK and the
+true-Fisher influence function: the classifier's class loss, `PromptModel.class_loss_fn`).
 
     InfluenceFunction  sum_c lr_c g_c(v)^T (G_c + lambda I)^{-1} g_c(z),   G_c = mean_i g_c(z_i) g_c(z_i)^T
     DataInf            the same with G_c block-diagonal, each block's inverse in closed form
@@ -114,8 +115,8 @@ class InfluenceFunction(_Preconditioned):
                  damping: float = 0.01, curvature: Curvature = "empirical_fisher", **tracin_kwargs):
         if curvature not in CURVATURES:
             raise ValueError(f"InfluenceFunction: curvature={curvature!r}, expected one of {CURVATURES}")
+        self.curvature = curvature  # before any gradient: `_loss_fn` reads it
         super().__init__(model, checkpoints, train, damping=damping, dense=True, **tracin_kwargs)
-        self.curvature = curvature
         fisher = self._fisher(train) if curvature == "fisher" else self._empirical_fisher(train)
         fisher /= len(train)
         dim, classes = fisher.shape[-1], len(model.class_names)
@@ -123,6 +124,13 @@ class InfluenceFunction(_Preconditioned):
         self.damping = float(damping * mean_nonzero_eigenvalue(np.trace(fisher, axis1=1, axis2=2).mean(),
                                                                vectors, dim))  # lambda
         self._factors = [scipy.linalg.cho_factor(g + self.damping * np.eye(dim)) for g in fisher]
+
+    @property
+    def _loss_fn(self):
+        """The true Fisher is the class distribution's, so with curvature='fisher' every gradient (the
+        curvature's, the scored training side's, the test side's) is the class loss's: MiniLM's
+        training loss, and T5's rank classifier rather than its sequence loss."""
+        return self.model.class_loss_fn if self.curvature == "fisher" else self.model.loss_fn
 
     def _empirical_fisher(self, train: TextDataset) -> np.ndarray:
         """[C, d, d] sum_i g_c(z_i) g_c(z_i)^T under the given labels."""
