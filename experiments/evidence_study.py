@@ -1,7 +1,8 @@
 """Runs the pre-registered evidence study (experiments/PROTOCOL.md) in resumable chunks and merges
 each chunk's rows into one committed results.csv.
 
-    python experiments/evidence_study.py --arm main --seeds 0-4 [--runs runs/evidence] [--out experiments/evidence]
+    python experiments/evidence_study.py --arm main --seeds 0-4 [--source PINNED_CHECKOUT] [--runs runs/evidence]
+        [--out experiments/evidence] [--redo]
 
 Each seed of an arm is its own workdir, RUNS/<arm>/seed=<s>, run with `python -m gbair.main` on
 configs/experiments/evidence_<arm>.gin (evidence.gin for the main arm) and
@@ -10,8 +11,10 @@ order all vary with the seed and no claim rests on one test set. Rerunning resum
 workdirs skip finished work). After each seed its rows, stamped with the arm, are merged into
 OUT/results.csv: a row already there must agree in every column but wall_time_s, else the merge
 stops. OUT/runs.csv records each seed's workdir identity: the git commit gbair ran from and
-whether that checkout had local changes. Run it from the pinned checkout (PROTOCOL.md) so code
-landing meanwhile cannot change the study.
+whether that checkout had local changes. A seed already in OUT/runs.csv is skipped (its rows are
+committed; `--redo` reruns it and checks its rows against them). `--source` is the checkout gbair
+runs from (default: this one): the pinned commit (PROTOCOL.md, `git worktree add DIR COMMIT`), so
+code landing meanwhile cannot change the study.
 """
 
 import argparse
@@ -107,15 +110,22 @@ def main() -> None:
     parser.add_argument("--seeds", type=seed_range, required=True, help="e.g. 0-4 or 0,3")
     parser.add_argument("--runs", type=pathlib.Path, default=REPO / "runs" / "evidence")
     parser.add_argument("--out", type=pathlib.Path, default=REPO / "experiments" / "evidence")
+    parser.add_argument("--source", type=pathlib.Path, default=REPO, help="the checkout gbair runs from")
+    parser.add_argument("--redo", action="store_true", help="rerun seeds already in OUT/runs.csv")
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
+    _, done = read_csv(args.out / "runs.csv")
+    finished = {(r["arm"], int(r["seed"])) for r in done}
     for seed in args.seeds:
+        if (args.arm, seed) in finished and not args.redo:
+            print(f"{args.arm} seed {seed}: already in {args.out / 'runs.csv'}, skipped", flush=True)
+            continue
         workdir = args.runs / args.arm / f"seed={seed}"
         command = [sys.executable, "-m", "gbair.main", f"--gin_file=configs/experiments/{ARMS[args.arm]}",
                    f"--workdir={workdir}", f"--gin.Experiment.seeds=[{seed}]", f"--gin.spam_assassin_splits.seed={seed}"]
         print(f"[{time.strftime('%H:%M:%S')}] {args.arm} seed {seed}: {' '.join(command)}", flush=True)
         start = time.time()
-        subprocess.run(command, cwd=REPO, check=True)
+        subprocess.run(command, cwd=args.source, check=True)
         added = merge(args.out, args.arm, workdir)
         record_run(args.out, args.arm, seed, workdir, time.time() - start)
         print(f"[{time.strftime('%H:%M:%S')}] {args.arm} seed {seed}: {added} new rows in {args.out / 'results.csv'}",
