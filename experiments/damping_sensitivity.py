@@ -22,6 +22,7 @@ highest mean detection AP of G-BAIR's rule over all tuning cells, ties to the la
 
 import argparse
 import csv
+import inspect
 import io
 import sys
 from collections import defaultdict
@@ -37,6 +38,9 @@ from gbair.train import trainer
 from gbair.train.metrics import detection_metrics
 
 GRID = (1e-4, 1e-3, 1e-2, 1e-1, 1.0, 10.0, 100.0)
+# Each scorer's default damping, read from the library so no copy can drift from it.
+DEFAULT_DAMPING = {name: inspect.signature(scorer).parameters["damping"].default
+                   for name, scorer in (("influence_function", InfluenceFunction), ("trak", TRAK), ("datainf", DataInf))}
 SCORERS = (("influence_function", "empirical_fisher"), ("influence_function", "fisher"), ("trak", "-"),
            ("datainf", "-"))
 
@@ -60,9 +64,8 @@ class CellGradients:
             validation = validation.subset(np.arange(limit))
         wrong = trainer.predict(self.model, reported.prompt, validation).argmax(1) != validation.labels
         self.misclassified = validation.subset(np.flatnonzero(wrong))
-        batch = experiment.recovery.tracin_batch_size
-        self.batch = batch
-        tracin = TracIn(self.model, self.checkpoints, batch_size=batch)
+        self.batch = experiment.recovery.tracin_batch_size
+        tracin = TracIn(self.model, self.checkpoints, batch_size=self.batch)
         classes = len(self.model.class_names)
         n = len(self.train)
         self.by_label = np.stack([tracin.gradient_features(self.train.with_labels(np.full(n, y)))
@@ -143,10 +146,9 @@ class CellGradients:
                 self.model, self.checkpoints, self.train, curvature="fisher", batch_size=self.batch),
             ("trak", "-"): TRAK(self.model, self.checkpoints, self.train, batch_size=self.batch),
             ("datainf", "-"): DataInf(self.model, self.checkpoints, self.train, batch_size=self.batch)}
-        defaults = {"influence_function": 0.01, "trak": 1e-3, "datainf": 0.1}
         for (scorer, curvature), reference in library.items():
             expected = reference.influence(self.train, self.misclassified)
-            got = self.matrix(scorer, curvature, defaults[scorer])
+            got = self.matrix(scorer, curvature, DEFAULT_DAMPING[scorer])
             error = np.abs(got - expected).max() / np.abs(expected).max()
             print(f"check {scorer} {curvature}: max relative error {error:.2e}", flush=True)
             if error > 1e-3:

@@ -26,6 +26,8 @@ import subprocess
 import sys
 import time
 
+from gbair import files
+
 REPO = pathlib.Path(__file__).resolve().parent.parent
 ARMS = {"main": "evidence.gin", "balanced": "evidence_balanced.gin", "budget4x": "evidence_budget4x.gin",
         "iterations": "evidence_iterations.gin"}
@@ -55,9 +57,7 @@ def write_csv(path: pathlib.Path, columns: list[str], rows: list[dict]) -> None:
     writer = csv.DictWriter(out, columns, lineterminator="\n")
     writer.writeheader()
     writer.writerows(rows)
-    temp = path.with_name(f".{path.name}.tmp")
-    temp.write_text(out.getvalue())
-    temp.replace(path)
+    files.write_text(path, out.getvalue())  # atomic: a kill mid-merge leaves the committed file whole
 
 
 def merge(out: pathlib.Path, arm: str, workdir: pathlib.Path) -> int:

@@ -24,7 +24,7 @@ from scipy import stats
 
 from gbair import files
 from gbair.explain import RunExplainer
-from damping_sensitivity import CellGradients  # experiments/: run as python experiments/lds.py
+from damping_sensitivity import DEFAULT_DAMPING, CellGradients  # experiments/: run as python experiments/lds.py
 from gbair.train import checkpoints as prompt_checkpoints
 from gbair.train import trainer
 
@@ -36,7 +36,7 @@ def margins(model, prompt, dataset) -> np.ndarray:
     return np.log(p) - np.log1p(-p)
 
 
-def attributions(grads: CellGradients, damping: dict[str, float], curvature_default: float) -> dict[str, np.ndarray]:
+def attributions(grads: CellGradients, damping: dict[str, float]) -> dict[str, np.ndarray]:
     """Each method's [N, |V|] scores (positive: z raises v's margin) from one set of stored gradients,
     by the closed forms that experiments/damping_sensitivity.py checks against the library."""
     unit = lambda x: x / np.maximum(np.linalg.norm(x, axis=-1, keepdims=True), 1e-30)  # noqa: E731
@@ -44,9 +44,9 @@ def attributions(grads: CellGradients, damping: dict[str, float], curvature_defa
            "tracin_cosine": np.einsum("c,cnd,ctd->nt", grads.rates, unit(grads.given), unit(grads.query))}
     for curvature in ("empirical_fisher", "fisher"):
         out[f"influence_function ({curvature})"] = grads.influence_function(
-            damping.get("influence_function", curvature_default), curvature)
-    out["datainf"] = grads.datainf(damping.get("datainf", 0.1))
-    out["trak"] = grads.trak(damping.get("trak", 1e-3))
+            damping["influence_function"], curvature)
+    out["datainf"] = grads.datainf(damping["datainf"])
+    out["trak"] = grads.trak(damping["trak"])
     return out
 
 
@@ -89,7 +89,8 @@ def main() -> None:
     grads = CellGradients(run, cell)
     if list(grads.misclassified.ids) != list(queries.ids):
         raise AssertionError("the misclassified validation sets differ")
-    for method, scores in attributions(grads, dict(experiment.recovery.damping or {}), 0.01).items():
+    damping = {**DEFAULT_DAMPING, **(experiment.recovery.damping or {})}
+    for method, scores in attributions(grads, damping).items():
         predicted = members @ scores  # [J, |V|]
         per_v = np.array([stats.spearmanr(predicted[:, v], truth[:, v]).statistic for v in range(len(queries))])
         per_v = per_v[np.isfinite(per_v)]

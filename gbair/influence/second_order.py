@@ -96,10 +96,10 @@ class InfluenceFunction(_Preconditioned):
                         it, so the inverse whitens away exactly the directions that expose them.
       fisher            mean_i sum_y p_c(y | z_i) g_c(z_i, y) g_c(z_i, y)^T, the true Fisher: labels
                         drawn from the model, so no given label enters the curvature. For a softmax
-                        head it is the Gauss-Newton matrix J^T (diag(p) - p p^T) J. p is the softmax
-                        over classes of minus each label's loss: the class probability for MiniLM's
-                        cross-entropy and for T5's rank classification alike. Costs K gradient
-                        passes (K classes) instead of one.
+                        head it is the Gauss-Newton matrix J^T (diag(p) - p p^T) J. Its gradients
+                        and p are the classifier's (`PromptModel.class_loss_fn`, p = softmax of minus
+                        each label's class loss; for T5 the rank classifier's, not the sequence
+                        loss's). Costs K gradient passes (K classes) instead of one.
     lambda is `damping` times the mean nonzero eigenvalue of the G_c (averaged over checkpoints;
     rank min(N, d) for the empirical Fisher, min(N (K - 1), d) for the Fisher); as it grows,
     lambda * IF tends to TracIn. Memory: one block plus C d x d float64 matrices (use projection_dim
