@@ -181,6 +181,11 @@ def test_checkpoints_record_validation_metrics_and_selection_picks_the_best(mode
     for checkpoint in saved:  # the recorded numbers are the checkpoint's own
         fresh = trainer.evaluate(model, checkpoint.prompt, validation)
         assert checkpoint.validation == pytest.approx(fresh)
+        fresh_classes = trainer.predict(model, checkpoint.prompt, validation).argmax(1)
+        np.testing.assert_array_equal(checkpoint.validation_predicted, fresh_classes)
+        np.testing.assert_array_equal(trainer.validation_predicted(model, checkpoint, validation), fresh_classes)
+        unrecorded = dataclasses.replace(checkpoint, validation_predicted=None)  # an older gbair's checkpoint
+        np.testing.assert_array_equal(trainer.validation_predicted(model, unrecorded, validation), fresh_classes)
     assert trainer.select_checkpoint(saved, "loss").validation["loss"] == min(c.validation["loss"] for c in saved)
     assert trainer.select_checkpoint(saved, "last") is saved[-1]
     with pytest.raises(ValueError, match="TrainConfig.select_by='auc' needs a validation split"):
@@ -265,10 +270,10 @@ def test_a_diverging_run_stops_naming_the_run_and_the_step_and_saves_no_diverged
 def test_a_prompt_that_predicts_one_class_for_all_of_validation_is_warned_and_marked(model, caplog):
     forced = dataclasses.replace(model, logits_fn=lambda p, prompt, b: model.logits_fn(p, prompt, b) + jnp.array(
         [0.0, 1e4]))
-    prompt, data = model.init_prompt(jax.random.key(0)), toy_dataset(6)
+    checkpoint, data = PromptCheckpoint(1, 0.1, np.asarray(model.init_prompt(jax.random.key(0)))), toy_dataset(6)
     with caplog.at_level("WARNING"):
-        assert trainer.warn_if_one_class(forced, prompt, data, "cells/x/corrupted") == 1
+        assert trainer.warn_if_one_class(forced, checkpoint, data, "cells/x/corrupted") == 1
     assert "cells/x/corrupted: the trained prompt predicts 'spam' for every validation example" in caplog.text
     caplog.clear()
-    assert trainer.warn_if_one_class(forced, prompt, data.subset([1, 3, 5]), "run") == 0  # all spam: right
+    assert trainer.warn_if_one_class(forced, checkpoint, data.subset([1, 3, 5]), "run") == 0  # all spam: right
     assert not caplog.text

@@ -91,6 +91,7 @@ class PromptCheckpoint:
     learning_rate: float
     prompt: np.ndarray  # [P, E] float32
     validation: dict | None = None  # validation metrics at this step, when training recorded them
+    validation_predicted: np.ndarray | None = None  # [N_validation] int64 predicted classes, likewise
 
 
 def sampled_vocab_init(

@@ -121,14 +121,14 @@ class Sweep:
                                                            delete_hint=self.workdir / directory)
         return saved, trainer.select_checkpoint(saved, self.train_config.select_by)
 
-    def run_metrics(self, directory: pathlib.Path, prompt: np.ndarray, validation: TextDataset,
+    def run_metrics(self, directory: pathlib.Path, chosen: PromptCheckpoint, validation: TextDataset,
                     test: TextDataset) -> dict[str, Any]:
-        """A run's row values from its reported prompt: test metrics, and whether it predicts one class
-        for every validation example (warned, naming the run)."""
+        """A run's row values from its reported checkpoint: test metrics, and whether it predicts one
+        class for every validation example (warned, naming the run)."""
         batch = self.train_config.eval_batch_size
-        metrics = trainer.evaluate(self.model, prompt, test, batch)
+        metrics = trainer.evaluate(self.model, chosen.prompt, test, batch)
         return {**{f"test_{k}": metrics[k] for k in ("accuracy", "f1", "auc")},
-                "one_class_prediction": trainer.warn_if_one_class(self.model, prompt, validation,
+                "one_class_prediction": trainer.warn_if_one_class(self.model, chosen, validation,
                                                                   self.workdir / directory, batch)}
 
     def cached_run(self, directory: pathlib.Path, train: TextDataset, splits: Mapping[str, TextDataset],
@@ -141,7 +141,7 @@ class Sweep:
         start = time.time()
         _, chosen = self.fit(train, splits["validation"], directory, seed)
         record = {**extra, "n_train": len(train),
-                  **self.run_metrics(directory, chosen.prompt, splits["validation"], splits["test"]),
+                  **self.run_metrics(directory, chosen, splits["validation"], splits["test"]),
                   "wall_time_s": round(time.time() - start, 3), "selected_step": chosen.step}
         files.write_json(record_path, record)
         return record
@@ -184,7 +184,7 @@ class Sweep:
                 continue
             start = time.time()
             checkpoints, chosen = self.load(previous)
-            predicted = trainer.predict(self.model, chosen.prompt, validation).argmax(1)
+            predicted = trainer.validation_predicted(self.model, chosen, validation)
             wrong = predicted != validation.labels
             if not wrong.any():
                 logging.info("%s %s: no misclassified validation examples; stopping at iteration %d",
@@ -210,7 +210,7 @@ class Sweep:
             remaining = int((train.labels != clean_train.by_ids(train.ids).labels).sum())
             row = cell.row(name, t, n_train=len(train), n_flagged=len(flagged),
                            n_flagged_corrupted=int(is_corrupted[flagged].sum()), n_corrupted_remaining=remaining,
-                           **self.run_metrics(directory, final.prompt, validation, test),
+                           **self.run_metrics(directory, final, validation, test),
                            wall_time_s=round(time.time() - start, 3),
                            selected_step=final.step, n_misclassified=len(misclassified),
                            **detection_metrics(is_corrupted, suspicion, flagged))

@@ -267,7 +267,9 @@ def train(model: PromptModel, dataset: TextDataset, config: TrainConfig,
             record = {"step": step + 1, "fingerprint": run_id,
                       "learning_rate": interval_learning_rate(schedule, saved[-1] if saved else 0, step + 1)}
             if validation is not None:
-                record["validation"] = evaluate(model, state["prompt"], validation, config.eval_batch_size)
+                probabilities = predict(model, state["prompt"], validation, config.eval_batch_size)
+                record["validation"] = classification_metrics(validation.labels, probabilities)
+                record["validation_predicted"] = probabilities.argmax(1).tolist()  # read back, not recomputed
                 logging.info("step %d: validation %s", step + 1,
                              "  ".join(f"{k} {v:.4f}" for k, v in record["validation"].items() if v is not None))
                 scalars.write(step + 1, {f"validation/{k}": v for k, v in record["validation"].items()})
@@ -295,12 +297,24 @@ def check_finite(run: Any, config: TrainConfig, first_step: int, losses: Sequenc
                     f"{config.learning_rate:g}): training diverged; try a lower TrainConfig.learning_rate")
 
 
-def warn_if_one_class(model: PromptModel, prompt: Any, validation: TextDataset, run: Any,
+def validation_predicted(model: PromptModel, checkpoint: PromptCheckpoint, validation: TextDataset,
+                         batch_size: int = 64) -> np.ndarray:
+    """The predicted class [N] of each `validation` example under `checkpoint`'s prompt: the classes
+    `train` recorded when it saved the checkpoint (it evaluates the validation split at every
+    checkpoint), so the sweep's one-class check and its misclassified set cost no second pass; computed
+    when the checkpoint has none (trained without validation, or by an older gbair)."""
+    recorded = checkpoint.validation_predicted
+    if recorded is not None and len(recorded) == len(validation):
+        return recorded
+    return predict(model, checkpoint.prompt, validation, batch_size).argmax(1)
+
+
+def warn_if_one_class(model: PromptModel, checkpoint: PromptCheckpoint, validation: TextDataset, run: Any,
                       batch_size: int = 64) -> int:
-    """1 (with a warning naming the run) when `prompt` predicts one class for every validation example
-    although the validation split has several, else 0: such a model's test metrics are those of a
-    constant classifier, and tables must not average them in unmarked."""
-    predicted = np.unique(predict(model, prompt, validation, batch_size).argmax(1))
+    """1 (with a warning naming the run) when `checkpoint`'s prompt predicts one class for every
+    validation example although the validation split has several, else 0: such a model's test metrics
+    are those of a constant classifier, and tables must not average them in unmarked."""
+    predicted = np.unique(validation_predicted(model, checkpoint, validation, batch_size))
     if len(predicted) != 1 or len(np.unique(validation.labels)) < 2:
         return 0
     logging.warning("%s: the trained prompt predicts %r for every validation example (a one-class model; "
@@ -395,7 +409,7 @@ def train_and_evaluate(workdir: str, *, model: PromptModel = gin.REQUIRED,
         for name in ("validation", "test"):
             for key, value in evaluate(model, chosen.prompt, splits[name], config.eval_batch_size).items():
                 metrics[f"{name}_{key}"] = value
-        metrics["one_class_prediction"] = warn_if_one_class(model, chosen.prompt, splits["validation"], workdir,
+        metrics["one_class_prediction"] = warn_if_one_class(model, chosen, splits["validation"], workdir,
                                                             config.eval_batch_size)
         prompts.save_prompt(workdir / "prompt.npy", chosen.prompt)
         files.write_json(workdir / "metrics.json", metrics)
