@@ -162,9 +162,8 @@ function importFile(input) {
 function trainItem(i, fields) {
   const id = String(TRAIN.ids[i]);
   const given = TRAIN.labels[i];
-  const meta = el("div", {class: "meta"}, [
-    el("span", {}, "train " + id), el("span", {}, "label: " + cls(given)),
-    el("span", {}, "corrupted: " + corrupted(i))]);
+  const meta = el("div", {class: "meta"}, [el("span", {}, "train " + id), el("span", {}, "label: " + cls(given))]);
+  if (corrupted(i) !== "unknown") meta.appendChild(el("span", {}, "corrupted: " + corrupted(i)));  // no truth: not shown
   for (const [k, v] of fields) meta.appendChild(el("span", {}, k + ": " + v));
   const others = CLASSES.map((_, c) => c).filter((c) => c !== given);
   let select = null;
