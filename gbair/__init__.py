@@ -8,3 +8,12 @@ class UserError(ValueError):
 
 class UsageError(UserError):
     """A wrong command line (flags, gin files or bindings): the entry points exit with status 2."""
+
+
+def __getattr__(name: str):
+    """`gbair.find_label_issues` (gbair.recovery.cleaning), imported on first use: every gbair module
+    imports this package for UserError, so the package imports none of them back when it loads."""
+    if name == "find_label_issues":
+        from gbair.recovery.cleaning import find_label_issues  # pylint: disable=import-outside-toplevel
+        return find_label_issues
+    raise AttributeError(f"module 'gbair' has no attribute {name!r}")

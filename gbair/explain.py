@@ -24,9 +24,9 @@ from absl import flags
 
 from gbair import UserError, cli, config, files
 from gbair import report_html
-from gbair.data.dataset import TextDataset
+from gbair.data.dataset import TextDataset, concat
 from gbair.influence.tracin import TracIn
-from gbair.recovery import strategies
+from gbair.recovery import cleaning, strategies
 from gbair.recovery.experiment import COLUMNS, EXPLAIN_FILE, Cell, Experiment, corrupted_train, load_explanations
 from gbair.train import checkpoints as prompt_checkpoints
 from gbair.train import trainer
@@ -97,6 +97,8 @@ class RunExplainer:
         if not path.exists():
             return None
         saved = load_explanations(path)
+        if "dot" not in saved:  # a strategy without TracIn scores (its page shows its ranking alone)
+            return None
         train = self.noisy_train(cell).by_ids(saved["train_ids"]).with_labels(saved["train_labels"])
         queries = self.splits(cell)["validation"].by_ids(saved["query_ids"])
         return IterationScores(train, queries, saved["predicted"], saved["dot"], saved["cosine"], saved["flagged"])
@@ -108,7 +110,7 @@ class RunExplainer:
         missing = [i for i in example_ids if i not in pool]
         if missing:
             raise UserError(f"--example: {missing} not in the validation or test split of {cell}")
-        queries = _concat([splits[pool[i][0]].subset([pool[i][1]]) for i in example_ids])
+        queries = concat([splits[pool[i][0]].subset([pool[i][1]]) for i in example_ids])
         train = self.train_at(cell, strategy, iteration)
         checkpoints = self.checkpoints_before(cell, strategy, iteration)
         model = self.experiment.model
@@ -153,31 +155,44 @@ class RunExplainer:
         return "\n".join(out)
 
     def report_data(self, cell: Cell, k: int = 10) -> dict[str, Any]:
-        """The HTML report's data (see gbair.report_html) for every TracIn-based strategy of `cell`."""
+        """The HTML report's data (see gbair.report_html) for every strategy of `cell`: the flagged examples
+        by the score they were ranked by; V's errors, with TracIn's proponents and opponents for TracIn
+        strategies."""
         noisy = self.noisy_train(cell)
         corrupted = (noisy.labels != self.true_labels(cell, noisy)).tolist()
+        validation = self.splits(cell)["validation"]
         iterations = []
-        for strategy in [s for s in self.experiment.strategy_names if s in strategies.TRACIN_BASED]:
+        for strategy in [s for s in self.experiment.strategy_names if s not in strategies.BOUNDS]:
             found = hits = 0
             for t in range(1, self.experiment.recovery.iterations + 1):
-                scores = self.stored(cell, strategy, t)
-                if scores is None:
+                path = self.workdir / cell.path / strategy / f"it{t}" / EXPLAIN_FILE
+                if not path.exists():
                     break
-                to_global = noisy.positions(scores.train.ids)
-                best, worst = neighbours(scores.dot, k)
-                flagged_corrupted = scores.train.labels[scores.flagged] != self.true_labels(
-                    cell, scores.train.subset(scores.flagged))
-                found, hits = found + len(scores.flagged), hits + int(flagged_corrupted.sum())
-                aggregate = scores.dot.sum(1)
+                saved = load_explanations(path)
+                train = noisy.by_ids(saved["train_ids"]).with_labels(saved["train_labels"])
+                to_global, flagged = noisy.positions(train.ids), saved["flagged"]
+                flagged_corrupted = train.labels[flagged] != self.true_labels(cell, train.subset(flagged))
+                found, hits = found + len(flagged), hits + int(flagged_corrupted.sum())
+                queries = validation.by_ids(saved["query_ids"])
+                misclassified = []
+                for q in range(len(queries)):
+                    entry = {"id": queries.ids[q], "text": queries.texts[q], "gold": int(queries.labels[q]),
+                             "predicted": int(saved["predicted"][q])}
+                    if "confidence" in saved:
+                        entry["confidence"] = float(saved["confidence"][q])
+                    if "dot" in saved:
+                        entry.update(_explained(saved["dot"], saved["cosine"], to_global, q, k))
+                    misclassified.append(entry)
+                if "suspicion" in saved:
+                    ranked_by, name, meaning = saved["suspicion"], f"{strategy} score", strategies.MEANINGS[strategy]
+                else:  # a run made before the ranking scores were stored
+                    ranked_by, name = saved["dot"].sum(1), "TracIn sum over V"
+                    meaning = "an older run's page: the plain TracIn sum over V, not the score the examples were ranked by."
                 iterations.append({
-                    "strategy": strategy, "iteration": t,
-                    "misclassified": [{
-                        "id": scores.queries.ids[q], "text": scores.queries.texts[q],
-                        "gold": int(scores.queries.labels[q]), "predicted": int(scores.predicted[q]),
-                        "proponents": [_neighbour(to_global, scores, i, q) for i in best[q]],
-                        "opponents": [_neighbour(to_global, scores, i, q) for i in worst[q]],
-                    } for q in range(len(scores.queries))],
-                    "flagged": [{"train": int(to_global[i]), "score": float(aggregate[i])} for i in scores.flagged],
+                    "strategy": strategy, "iteration": t, "score_name": name, "score_meaning": meaning,
+                    "misclassified": misclassified,
+                    "flagged": [{"train": int(to_global[i]), "score": float(ranked_by[i]), "rank": r + 1}
+                                for r, i in enumerate(flagged)],
                     "n_flagged_corrupted": int(flagged_corrupted.sum()),
                     "precision_so_far": hits / found if found else None,
                 })
@@ -205,8 +220,63 @@ class RunExplainer:
         return path
 
 
-def _neighbour(to_global: np.ndarray, scores: IterationScores, i: int, q: int) -> dict:
-    return {"train": int(to_global[i]), "dot": float(scores.dot[i, q]), "cosine": float(scores.cosine[i, q])}
+def cleaning_report_data(result: cleaning.Cleaning, name: str, strategy: str, k: int = 10) -> dict[str, Any]:
+    """The review page's data (gbair.report_html) of a cleaning run: per iteration the flagged examples by
+    the score they were ranked by, with the model's view of each; V's misclassified examples with the
+    model's confidence and, for TracIn strategies, their proponents and opponents."""
+    train, validation = result.train, result.validation
+    names = train.class_names
+    to_page = {example_id: i for i, example_id in enumerate(train.ids)}
+    validation_at = {} if validation is None else {example_id: i for i, example_id in enumerate(validation.ids)}
+    iterations, rows = [], []
+    for state in result.iterations:
+        t = state["iteration"]
+        stored = result.folder / f"it{t}" / EXPLAIN_FILE
+        saved = load_explanations(stored) if stored.exists() else None
+        where = {example_id: j for j, example_id in enumerate(saved["query_ids"])} if saved is not None else {}
+        misclassified = []
+        for m in state["misclassified"]:
+            entry = {"id": m["id"], "text": validation.texts[validation_at[m["id"]]], "gold": m["given"],
+                     "predicted": m["predicted"], "confidence": m["confidence"]}
+            if m["id"] in where:
+                to_global = np.array([to_page[i] for i in saved["train_ids"]])
+                entry.update(_explained(saved["dot"], saved["cosine"], to_global, where[m["id"]], k))
+            misclassified.append(entry)
+        flagged = [{"train": to_page[r["id"]], "score": r["score"], "rank": r["rank"], "details": _details(r, strategy)}
+                   for r in state["flagged"]]
+        iterations.append({"strategy": strategy, "iteration": t, "score_name": f"{strategy} score",
+                           "score_meaning": strategies.MEANINGS[strategy], "misclassified": misclassified,
+                           "flagged": flagged, "n_flagged_corrupted": None, "precision_so_far": None})
+        metrics = state["validation"] or {}
+        rows.append([t, state["n_train"], len(flagged), len(misclassified)] + [
+            "" if metrics.get(m) is None else round(metrics[m], 4) for m in ("accuracy", "f1", "auc")])
+    return {
+        "title": f"gbair cleaning: {name}, {strategy}",
+        "class_names": list(names), "validation_label": "given",
+        "metrics": {"header": ["iteration", "n_train", "n_flagged", "n_misclassified", "validation_accuracy",
+                               "validation_f1", "validation_auc"], "rows": rows},
+        "plots": {},
+        "train": {"ids": list(train.ids), "texts": list(train.texts), "labels": train.labels.tolist(),
+                  "corrupted": [None] * len(train)},
+        "iterations": iterations,
+    }
+
+
+def _details(row: dict, strategy: str) -> list[list]:
+    """What the model makes of a flagged example, beside its ranking score."""
+    out = [["p(given label)", round(row["p_given"], 4)],
+           ["model predicts", f"{row['predicted']} ({row['p_predicted']:.4f})"],
+           ["suggested label", row["suggested_label"]]]
+    if strategy == "cleanlab":  # its score is 1 - the out-of-fold probability of the given label
+        out.insert(1, ["out-of-fold p(given label)", round(1.0 - row["score"], 4)])
+    return out
+
+
+def _explained(dot: np.ndarray, cosine: np.ndarray, to_global: np.ndarray, q: int, k: int) -> dict[str, list]:
+    """Proponents and opponents of query q (column q of the [N_train, Q] matrices), by dot."""
+    best, worst = neighbours(dot[:, [q]], k)
+    entry = lambda i: {"train": int(to_global[i]), "dot": float(dot[i, q]), "cosine": float(cosine[i, q])}  # noqa: E731
+    return {"proponents": [entry(i) for i in best[0]], "opponents": [entry(i) for i in worst[0]]}
 
 
 def _rounded(cell: str) -> str:
@@ -220,12 +290,6 @@ def _rounded(cell: str) -> str:
 def _short(text: str, width: int) -> str:
     text = " ".join(text.split())
     return text if len(text) <= width else text[: width - 3] + "..."
-
-
-def _concat(parts: list[TextDataset]) -> TextDataset:
-    return TextDataset(sum((p.ids for p in parts), ()), sum((p.texts for p in parts), ()),
-                       np.concatenate([p.labels for p in parts]), sum((p.groups for p in parts), ()),
-                       parts[0].class_names)
 
 
 def write_reports(workdir: files.Location, experiment: Experiment) -> list[files.Location]:

@@ -1,13 +1,24 @@
-"""The G-BAIR main job, as `configs/runs/gbair.gin` names it: the sweep, then what reads its workdir
-(tables and plots from gbair.reports, one HTML report per cell from gbair.explain). The sweep itself
+"""gbair's main jobs, as the gin run files name them: the G-BAIR sweep (`configs/runs/gbair.gin`), then
+what reads its workdir (tables and plots from gbair.reports, one HTML report per cell from
+gbair.explain); and cleaning a person's own data (`configs/runs/clean.gin`). The sweep itself
 (gbair.recovery.loop) knows nothing of its readers."""
+
+import csv
+import io
+from typing import Callable, Mapping
 
 import gin
 
-from gbair import explain
-from gbair.recovery import loop
-from gbair.recovery.experiment import Experiment
+from gbair import UserError, explain, files, lock, report_html, run_record
+from gbair.data import decisions as decisions_lib
+from gbair.data import user_files
+from gbair.data.dataset import TextDataset
+from gbair.influence.gradients import Method
+from gbair.models.prompts import PromptModel
+from gbair.recovery import cleaning, loop
+from gbair.recovery.experiment import Experiment, RecoveryConfig
 from gbair.reports import paper
+from gbair.train.trainer import TrainConfig
 
 
 @gin.configurable
@@ -18,3 +29,57 @@ def sweep(workdir: str, experiment: Experiment = gin.REQUIRED) -> str:
     pages = explain.write_reports(workdir, experiment)
     print(f"\nResults: {results}\nHTML reports: {', '.join(map(str, pages))}\n\n{table}")
     return table
+
+
+@gin.configurable
+def clean(workdir: str, *, model: PromptModel = gin.REQUIRED, data_file: str | None = None,
+          embedded: Callable[[], Mapping[str, TextDataset]] | None = None, text_column: str = "text",
+          label_column: str = "label", id_column: str | None = None, validation_file: str | None = None,
+          decisions_file: str | None = None, strategy: str = "loss", holdout_fraction: float = 0.2,
+          train_config: TrainConfig = TrainConfig(), recovery: RecoveryConfig = RecoveryConfig(),
+          method: Method = "tiled", seed: int = 0) -> str:
+    """Cleans `data_file` (JSONL or CSV; gbair.data.user_files), or the `embedded` splits' train split
+    (their validation split is then V), with T iterations of `strategy` (gbair.recovery.cleaning). Writes
+    WORKDIR/flagged.csv, WORKDIR/cleaned.<jsonl|csv> (the data minus removals, with relabels, in its own
+    format and columns) and WORKDIR/report.html; returns the summary it prints."""
+    workdir = files.path(workdir)
+    def read(path: str) -> user_files.LabelledFile:
+        return user_files.read_labelled_file(path, text_column=text_column, label_column=label_column,
+                                             class_names=model.class_names, id_column=id_column)
+
+    if data_file:
+        source, validation = read(data_file), None
+    elif embedded is not None:
+        splits = embedded()
+        source, validation = user_files.from_dataset(splits["train"], "the embedded corpus"), splits["validation"]
+    else:
+        raise UserError("DATA_FILE is not set; expected a .jsonl or .csv file, e.g. --gin.DATA_FILE=\"'my.jsonl'\"")
+    if validation_file:
+        validation = read(validation_file).dataset
+    decisions = decisions_lib.read_decisions(source.dataset, decisions_file) if decisions_file else {}
+    cleaner = cleaning.Cleaner(workdir, model, source.dataset, strategy, validation=validation,
+                               holdout_fraction=holdout_fraction, decisions=decisions, train_config=train_config,
+                               recovery=recovery, method=method, seed=seed)
+    with lock.hold(workdir):  # the workdir's only writer (already held when started by gbair.main)
+        files.remove_orphans(workdir)
+        run_record.record(workdir)  # only now: the settings and the data are valid
+        result = cleaner.run()
+        files.write_text(workdir / "flagged.csv", flagged_csv(result.flagged))
+        cleaned = workdir / f"cleaned{source.suffix}"
+        files.write_text(cleaned, user_files.cleaned_text(source, result.cleaned))
+        report = workdir / "report.html"
+        report_html.write_report(report, explain.cleaning_report_data(result, source.name, strategy))
+    summary = (f"{len(result.flagged)} flagged over {len(result.iterations)} iteration(s) by {strategy}: "
+               f"{workdir / 'flagged.csv'}\ncleaned data ({len(result.cleaned)} of {len(source.dataset)} examples): "
+               f"{cleaned}\nreview page: {report}")
+    print(summary)
+    return summary
+
+
+def flagged_csv(rows: list[dict]) -> str:
+    """flagged.csv: cleaning.FLAGGED_COLUMNS, one row per flagged example."""
+    out = io.StringIO()
+    writer = csv.DictWriter(out, cleaning.FLAGGED_COLUMNS, extrasaction="ignore", lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    return out.getvalue()

@@ -1,21 +1,27 @@
-"""A self-contained HTML page for reviewing G-BAIR's flagged examples and their TracIn explanations.
+"""A self-contained HTML page for reviewing flagged training examples: the score each was ranked by,
+what the model makes of it, and (TracIn strategies) the proponents and opponents of V's errors.
 
 One file, no network: inline CSS and vanilla JS, plots as data: URIs, the data as a JSON block that
 the script reads. A Content-Security-Policy forbids every fetch, so the page works from file:// and
 cannot leak anything. All text reaches the DOM through textContent, never innerHTML, so emails that
-contain HTML show as text. The reviewer's relabel/remove/keep decisions export as
+contain HTML show as text. The reviewer's relabel/remove/keep decisions persist in the browser's
+storage (keyed by the report's title and training ids, so a reload or a rerun's page keeps them),
+import from a saved file, and export as
 
     {"decisions": [{"id": "<train id>", "action": "relabel" | "remove" | "keep", "label": "<class>"}]}
 
-(label only for relabel). `data` has this shape (indices "train" point into data["train"]):
+(label only for relabel). `data` has this shape (indices "train" point into data["train"]; optional
+keys in brackets; flagged examples show highest score first, the score being the one they were
+ranked by, higher = more suspicious):
 
     {"title": str, "class_names": [str], "metrics": {"header": [str], "rows": [[str | number]]},
-     "plots": {name: "data:image/png;base64,..."},
+     "plots": {name: "data:image/png;base64,..."}, ["validation_label": "gold" | "given"],
      "train": {"ids": [str], "texts": [str], "labels": [int], "corrupted": [bool | None]},
-     "iterations": [{"strategy": str, "iteration": int,
-                     "misclassified": [{"id", "text", "gold", "predicted",
-                                        "proponents": [{"train", "dot", "cosine"}], "opponents": [...]}],
-                     "flagged": [{"train": int, "score": float}],
+     "iterations": [{"strategy": str, "iteration": int, ["score_name": str, "score_meaning": str],
+                     "misclassified": [{"id", "text", "gold", "predicted", ["confidence": float],
+                                        ["proponents": [{"train", "dot", "cosine"}], "opponents": [...]]}],
+                     "flagged": [{"train": int, "score": float, ["rank": int],
+                                  ["details": [[name, str | number]]]}],
                      "n_flagged_corrupted": int | None, "precision_so_far": float | None}]}
 """
 
@@ -37,7 +43,9 @@ figure{display:inline-block;margin:.5em}figure img{max-width:36em}
 details.misclassified{border:1px solid #ddd;margin:2px 0;padding:2px 6px}
 summary.expand{cursor:pointer}summary .vid{font-weight:bold;margin-right:.5em}summary .cls{color:#666;margin-left:.5em}
 .train{border-left:4px solid #bbb;margin:4px 0;padding:2px 8px;background:#fafafa}
-.train pre{white-space:pre-wrap;word-break:break-word;max-height:10em;overflow:auto;margin:2px 0;font-size:12px}
+pre{white-space:pre-wrap;overflow-wrap:anywhere;word-break:break-word}
+.train pre,pre.val-text{max-height:10em;overflow:auto;margin:2px 0;font-size:12px}
+summary .snippet{overflow-wrap:anywhere}p.meaning,p.legend{color:#444;font-size:13px;max-width:60em}
 .meta{color:#444;font-size:12px}.meta span{margin-right:1em}
 .train.decided-relabel{border-left-color:#d08000;background:#fff6e6}
 .train.decided-remove{border-left-color:#c00;background:#fdeaea}
@@ -45,7 +53,7 @@ summary.expand{cursor:pointer}summary .vid{font-weight:bold;margin-right:.5em}su
 button.on{font-weight:bold;outline:2px solid #333}
 .pager{margin:4px 0}.pager span{margin:0 .5em}
 #export-json{width:100%;height:8em;font-family:monospace}
-#decision-count{margin-left:1em}.decision{margin-left:1em;font-weight:bold}
+#decision-count{margin-left:1em}.decision{margin-left:1em;font-weight:bold}#import-status{margin-left:1em}
 """
 
 _JS = r"""
@@ -54,7 +62,16 @@ const DATA = JSON.parse(document.getElementById("report-data").textContent);
 const CLASSES = DATA.class_names || [];
 const TRAIN = DATA.train || {ids: [], texts: [], labels: [], corrupted: []};
 const PAGE = 50;
+const ACTIONS = ["relabel", "remove", "keep"];
 const decisions = new Map();  // train id -> {action, label}
+// Decisions persist in the browser's storage under a key of this report's title and training ids.
+const STORE = "gbair-decisions:" + hash(String(DATA.title) + "\n" + TRAIN.ids.join("\n"));
+
+function hash(s) {  // FNV-1a, 32 bits
+  let h = 0x811c9dc5;
+  for (let i = 0; i < s.length; i++) { h ^= s.charCodeAt(i); h = Math.imul(h, 0x01000193) >>> 0; }
+  return h.toString(16);
+}
 
 function el(tag, attrs, kids) {
   const e = document.createElement(tag);
@@ -94,16 +111,60 @@ function decide(id, action, label) {
   if (d && d.action === action && d.label === label) decisions.delete(id);  // a second click undoes
   else decisions.set(id, action === "relabel" ? {action, label} : {action});
   mark(id);
+  save();
 }
 
-// One training example: text, given label, corruption, scores, and the three decision buttons.
-function trainItem(i, scores) {
+function asList() {
+  return [...decisions].map(([id, d]) => (d.action === "relabel" ? {id, action: d.action, label: d.label} : {id, action: d.action}));
+}
+function save() {
+  try { localStorage.setItem(STORE, JSON.stringify({decisions: asList()})); } catch (e) { /* storage off: memory only */ }
+}
+// Replaces every decision by those of `obj` ({"decisions": [...]}, the exported format); returns how
+// many it took, or throws naming the first bad entry (then nothing changes).
+function load(obj) {
+  if (!obj || !Array.isArray(obj.decisions)) throw new Error('expected {"decisions": [...]}');
+  const known = new Set(TRAIN.ids.map(String)), next = new Map();
+  obj.decisions.forEach((d, n) => {
+    const where = "decisions[" + n + "]";
+    if (!d || !known.has(String(d.id))) throw new Error(where + ": id " + JSON.stringify(d && d.id) + " is not in this report");
+    if (!ACTIONS.includes(d.action)) throw new Error(where + ": action " + JSON.stringify(d.action));
+    if (d.action === "relabel" && !CLASSES.includes(d.label)) throw new Error(where + ": label " + JSON.stringify(d.label));
+    next.set(String(d.id), d.action === "relabel" ? {action: d.action, label: d.label} : {action: d.action});
+  });
+  const before = [...decisions.keys()];
+  decisions.clear();
+  for (const [id, d] of next) decisions.set(id, d);
+  for (const id of new Set(before.concat([...next.keys()]))) mark(id);
+  count();
+  return next.size;
+}
+function restore() {
+  let text = null;
+  try { text = localStorage.getItem(STORE); } catch (e) { return; }
+  if (!text) return;
+  try { load(JSON.parse(text)); } catch (e) { status("stored decisions ignored: " + e.message); }
+}
+function status(text) { document.getElementById("import-status").textContent = text; }
+function importFile(input) {
+  const file = input.files && input.files[0];
+  if (!file) return;
+  const reader = new FileReader();
+  reader.onload = () => {
+    try { status("imported " + load(JSON.parse(String(reader.result))) + " decision(s) from " + file.name); save(); }
+    catch (e) { status(file.name + ": not imported (" + e.message + ")"); }
+    input.value = "";
+  };
+  reader.readAsText(file);
+}
+
+// One training example: text, given label, corruption, [name, shown value] fields, the decision buttons.
+function trainItem(i, fields) {
   const id = String(TRAIN.ids[i]);
   const given = TRAIN.labels[i];
-  const meta = el("div", {class: "meta"}, [
-    el("span", {}, "train " + id), el("span", {}, "label: " + cls(given)),
-    el("span", {}, "corrupted: " + corrupted(i))]);
-  for (const [k, v] of scores) meta.appendChild(el("span", {}, k + ": " + score(v)));
+  const meta = el("div", {class: "meta"}, [el("span", {}, "train " + id), el("span", {}, "label: " + cls(given))]);
+  if (corrupted(i) !== "unknown") meta.appendChild(el("span", {}, "corrupted: " + corrupted(i)));  // no truth: not shown
+  for (const [k, v] of fields) meta.appendChild(el("span", {}, k + ": " + v));
   const others = CLASSES.map((_, c) => c).filter((c) => c !== given);
   let select = null;
   if (CLASSES.length > 2) {
@@ -111,7 +172,7 @@ function trainItem(i, scores) {
   }
   const target = () => (select ? select.value : cls(others.length ? others[0] : given));
   const buttons = el("div", {class: "actions"});
-  for (const action of ["relabel", "remove", "keep"]) {
+  for (const action of ACTIONS) {
     const b = el("button", {type: "button", "data-train-id": id, "data-action": action},
                  action === "relabel" && !select ? "relabel → " + target() : action);
     b.addEventListener("click", () => decide(id, action, action === "relabel" ? target() : undefined));
@@ -126,14 +187,15 @@ function trainItem(i, scores) {
 
 function influenceList(title, rows) {
   return el("div", {class: title}, [el("h4", {}, title + " (" + rows.length + ")")].concat(
-    rows.map((r) => trainItem(r.train, [["dot", r.dot], ["cosine", r.cosine]]))));
+    rows.map((r) => trainItem(r.train, [["dot", score(r.dot)], ["cosine", score(r.cosine)]]))));
 }
 
 // A misclassified validation example: a collapsed row whose explanation is built on first open.
 function misclassifiedRow(m) {
   const summary = el("summary", {class: "expand"}, [
     el("span", {class: "vid"}, m.id), el("span", {class: "snippet"}, shorten(m.text, 100)),
-    el("span", {class: "cls"}, "gold " + cls(m.gold) + ", predicted " + cls(m.predicted))]);
+    el("span", {class: "cls"}, (DATA.validation_label || "gold") + " " + cls(m.gold) + ", predicted " + cls(m.predicted) +
+       (typeof m.confidence === "number" ? " (" + fmt(m.confidence) + ")" : ""))]);
   const row = el("details", {class: "misclassified", "data-val-id": m.id}, summary);
   row.addEventListener("toggle", () => {
     if (!row.open || row.dataset.built) return;
@@ -166,15 +228,36 @@ function paged(items, render) {
   return box;
 }
 
+const LEGEND = "Expand an example for its proponents (the training examples of highest TracIn influence on it: " +
+  "training on them lowered its loss under its " + (DATA.validation_label || "gold") + " label) and opponents " +
+  "(the lowest, most negative: training on them raised that loss, pushing towards the wrong prediction; a " +
+  "mislabelled training example shows up here). dot: sum over checkpoints of learning rate × gradient dot " +
+  "product; cosine: the same with unit-length gradients (−1 to 1), so large-gradient examples do not dominate.";
+
+// A flagged example's fields: its rank, the score it was ranked by, then what the run adds (details).
+function flaggedItem(it, f) {
+  const fields = [["rank", String(f.rank === undefined ? "" : f.rank)], [it.score_name || "score", score(f.score)]];
+  for (const [k, v] of f.details || []) fields.push([k, typeof v === "number" ? fmt(v) : String(v)]);
+  return trainItem(f.train, fields);
+}
+// Highest score first (the score each example was ranked by: higher = more suspicious), ties by rank.
+function byScore(flagged) {
+  return [...flagged].sort((a, b) => (b.score - a.score) || ((a.rank || 0) - (b.rank || 0)));
+}
+
 function iterationSection(it) {
-  const sec = el("section", {class: "iteration"}, el("h2", {}, it.strategy + " — iteration " + it.iteration));
-  const mis = it.misclassified || [], flagged = it.flagged || [];
-  sec.append(el("h3", {}, "Misclassified validation examples (" + mis.length + ")"), paged(mis, misclassifiedRow));
+  const sec = el("section", {class: "iteration", "data-strategy": it.strategy, "data-iteration": it.iteration},
+                 el("h2", {}, it.strategy + " — iteration " + it.iteration));
+  const mis = it.misclassified || [], flagged = byScore(it.flagged || []);
+  sec.append(el("h3", {}, "Misclassified validation examples (" + mis.length + ")"));
+  if (mis.some((m) => m.proponents)) sec.append(el("p", {class: "legend"}, LEGEND));
+  sec.append(paged(mis, misclassifiedRow));
   let summary = "Flagged training examples (" + flagged.length + ")";
   if (it.n_flagged_corrupted !== null && it.n_flagged_corrupted !== undefined) summary += ", " + it.n_flagged_corrupted + " corrupted";
   if (it.precision_so_far !== null && it.precision_so_far !== undefined) summary += "; precision so far " + score(it.precision_so_far);
-  sec.append(el("h3", {class: "flagged-summary"}, summary),
-             paged(flagged, (f) => trainItem(f.train, [["score", f.score]])));
+  sec.append(el("h3", {class: "flagged-summary"}, summary));
+  if (it.score_meaning) sec.append(el("p", {class: "meaning"}, (it.score_name || "score") + ": " + it.score_meaning));
+  sec.append(paged(flagged, (f) => flaggedItem(it, f)));
   return sec;
 }
 
@@ -185,8 +268,7 @@ function metricsTable(m) {
 }
 
 function exportDecisions() {
-  const out = {decisions: [...decisions].map(([id, d]) => (d.action === "relabel" ? {id, action: d.action, label: d.label} : {id, action: d.action}))};
-  const text = JSON.stringify(out, null, 2);
+  const text = JSON.stringify({decisions: asList()}, null, 2);
   document.getElementById("export-json").value = text;
   const a = document.getElementById("export-download");
   if (a.href) URL.revokeObjectURL(a.href);
@@ -201,9 +283,12 @@ function main() {
   for (const [name, src] of Object.entries(DATA.plots || {})) {
     if (String(src).startsWith("data:image/")) plots.appendChild(el("figure", {}, [el("img", {src, alt: name}), el("figcaption", {}, name)]));
   }
+  restore();  // before the items are built, so each shows its stored decision
   const its = document.getElementById("iterations");
   for (const it of DATA.iterations || []) its.appendChild(iterationSection(it));
   document.getElementById("export").addEventListener("click", exportDecisions);
+  const input = document.getElementById("import-file");
+  input.addEventListener("change", () => importFile(input));
   count();
   document.body.dataset.rendered = "1";
 }
@@ -246,6 +331,8 @@ def render_report(data: dict) -> str:
         "<div id=\"iterations\"></div>\n"
         "<h2>Decisions</h2>\n<p><button type=\"button\" id=\"export\">Export decisions</button>"
         "<span id=\"decision-count\"></span> "
+        "<label>Import decisions <input type=\"file\" id=\"import-file\" accept=\".json,application/json\"></label>"
+        "<span id=\"import-status\"></span> "
         "<a id=\"export-download\" download=\"decisions.json\" hidden>download decisions.json</a></p>\n"
         "<textarea id=\"export-json\" readonly></textarea>\n"
         f"<script type=\"application/json\" id=\"report-data\">{_embed_json(data)}</script>\n"

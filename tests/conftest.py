@@ -61,3 +61,49 @@ def compile_cache_env(tmp_path_factory) -> dict[str, str]:
     cache in a session folder, so each rerun costs its work rather than compiling everything again."""
     return {**os.environ, "JAX_COMPILATION_CACHE_DIR": str(tmp_path_factory.mktemp("jax_cache")),
             "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0", "JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES": "0"}
+
+
+CLEANING_FIXTURES = FIXTURES / "cleaning"
+JSONL_COLUMNS = {"id_column": "uid", "text_column": "body", "label_column": "category"}
+CSV_COLUMNS = {"text_column": "message", "label_column": "tag"}  # no id column: ids are line numbers
+
+
+@pytest.fixture(scope="session")
+def tiny_classifier(tiny_bert_dir):
+    """The tiny random BERT as a ham/spam prompt classifier (4 prompt tokens, 12 text tokens)."""
+    from gbair.classifiers import minilm_classifier
+
+    return minilm_classifier(["ordinary work email", "spam advertising"], class_names=["ham", "spam"],
+                             model_dir=tiny_bert_dir, prompt_length=4, max_length=12)
+
+
+def clean(workdir, model, data_file, **settings):
+    """The cleaning job (configs/runs/clean.gin's gbair.jobs.clean) in this process, with a few training
+    steps; the columns of the fixture file `data_file`."""
+    from gbair import jobs
+    from gbair.recovery.experiment import RecoveryConfig
+    from gbair.train.trainer import TrainConfig
+
+    columns = JSONL_COLUMNS if str(data_file).endswith(".jsonl") else CSV_COLUMNS
+    settings.setdefault("recovery", RecoveryConfig(iterations=2, flag_count=3, tracin_batch_size=8))
+    jobs.clean(str(workdir), model=model, data_file=str(data_file), **{**columns, **settings},
+               train_config=TrainConfig(optimizer="adam", learning_rate=0.05, batch_size=8, num_steps=6,
+                                        checkpoint_every=3, select_by="last"))
+    return workdir
+
+
+@pytest.fixture(scope="session")
+def cleaned_by_loss(tmp_path_factory, tiny_classifier):
+    """The fixture JSONL cleaned by `loss` (remove, 2 iterations of 3 flags): its workdir."""
+    return clean(tmp_path_factory.mktemp("clean_loss"), tiny_classifier, CLEANING_FIXTURES / "emails.jsonl",
+                 strategy="loss")
+
+
+@pytest.fixture(scope="session")
+def cleaned_by_tracin_by_label(tmp_path_factory, tiny_classifier):
+    """The fixture CSV cleaned by `tracin_by_label` (relabel, V held out of the data): its workdir."""
+    from gbair.recovery.experiment import RecoveryConfig
+
+    return clean(tmp_path_factory.mktemp("clean_tracin"), tiny_classifier, CLEANING_FIXTURES / "emails.csv",
+                 strategy="tracin_by_label", holdout_fraction=0.25,
+                 recovery=RecoveryConfig(iterations=1, flag_count=3, action="relabel", tracin_batch_size=8))

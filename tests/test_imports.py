@@ -18,10 +18,21 @@ def is_module(name: str) -> bool:
     return path.with_suffix(".py").is_file() or (path / "__init__.py").is_file()
 
 
+def lazy_exports(tree: ast.Module) -> set[ast.AST]:
+    """The nodes of a module-level `__getattr__` (PEP 562): the root package's re-exports, imported on
+    first attribute access, once every module has loaded; they are the top of the layering, not an edge."""
+    return {node for top in tree.body if isinstance(top, ast.FunctionDef) and top.name == "__getattr__"
+            for node in ast.walk(top)}
+
+
 def imports_of(path: pathlib.Path) -> set[str]:
-    """The gbair modules a file imports, anywhere in it (function-level imports count too)."""
-    found = set()
-    for node in ast.walk(ast.parse(path.read_text())):
+    """The gbair modules a file imports, anywhere in it (function-level imports count too, except the
+    root package's lazy re-exports)."""
+    found, tree = set(), ast.parse(path.read_text())
+    lazy = lazy_exports(tree) if path == PACKAGE / "__init__.py" else set()
+    for node in ast.walk(tree):
+        if node in lazy:
+            continue
         if isinstance(node, ast.Import):
             found |= {alias.name for alias in node.names if alias.name.split(".")[0] == "gbair"}
         elif isinstance(node, ast.ImportFrom) and node.module and node.module.split(".")[0] == "gbair":
@@ -102,3 +113,11 @@ def test_influence_does_not_import_train_and_the_sweep_does_not_import_its_reade
 def test_no_top_level_experiments_package():
     assert not (REPO / "experiments" / "__init__.py").exists()
     assert '"experiments"' not in (REPO / "setup.py").read_text()
+
+
+def test_the_root_package_re_exports_lazily_and_imports_nothing_of_gbair():
+    import gbair
+    from gbair.recovery import cleaning
+
+    assert gbair.find_label_issues is cleaning.find_label_issues
+    assert graph()["gbair"] == set()  # at import time the package loads none of its modules

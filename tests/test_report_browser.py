@@ -2,9 +2,11 @@
 
 Opens the page from file://, expands an explanation, checks that a training text holding a script
 tag shows as text, relabels an example, exports the decisions, and saves a screenshot to
-test-artifacts/report.png. Skipped where Chromium or chromedriver is missing (.ci/run installs them).
+test-artifacts/report.png. Skipped where Chromium or chromedriver is missing (.ci/run installs them). Pages of real cleaning runs (tests/conftest.py) show every strategy's
+ranking scores sorted; decisions survive a reload and come back from an imported file.
 """
 
+import csv
 import json
 import os
 import pathlib
@@ -49,13 +51,22 @@ def driver(tmp_path_factory):
         os.environ["SE_OFFLINE"] = saved
 
 
-def open_report(driver, path: pathlib.Path, data: dict) -> float:
-    """Writes and opens the report; returns seconds from driver.get until the script has rendered it."""
-    report_html.write_report(path, data)
-    start = time.perf_counter()
+def open_report(driver, path: pathlib.Path, data: dict | None = None) -> float:
+    """Writes (given `data`) and opens the report with no stored decisions (the browser keeps them per
+    report); returns seconds from driver.get until the script has rendered it."""
+    if data is not None:
+        report_html.write_report(path, data)
     driver.get(path.as_uri())
-    WebDriverWait(driver, 10).until(lambda d: d.find_element(By.TAG_NAME, "body").get_attribute("data-rendered"))
+    rendered(driver)
+    driver.execute_script("localStorage.clear()")
+    start = time.perf_counter()
+    driver.refresh()
+    rendered(driver)
     return time.perf_counter() - start
+
+
+def rendered(driver) -> None:
+    WebDriverWait(driver, 10).until(lambda d: d.find_element(By.TAG_NAME, "body").get_attribute("data-rendered"))
 
 
 def test_review_relabel_export(driver, tmp_path):
@@ -128,3 +139,76 @@ def test_pages_and_multiclass_relabel(driver, tmp_path):
     driver.find_element(By.ID, "export").click()
     assert json.loads(driver.find_element(By.ID, "export-json").get_attribute("value")) == {"decisions": [
         {"id": "t4", "action": "remove"}, {"id": "t1", "action": "keep"}]}
+
+
+def exported(driver) -> dict:
+    driver.find_element(By.ID, "export").click()
+    return json.loads(driver.find_element(By.ID, "export-json").get_attribute("value"))
+
+
+def shown_scores(section, name: str) -> list[float]:
+    """The `name: value` field of each flagged example of a section, in page order."""
+    items = section.find_elements(By.CSS_SELECTOR, ".paged:last-of-type .train .meta")
+    return [float(next(s.text.split(": ", 1)[1] for s in item.find_elements(By.TAG_NAME, "span")
+                       if s.text.startswith(name + ": "))) for item in items]
+
+
+@pytest.mark.parametrize("run, strategy", [("cleaned_by_loss", "loss"),
+                                           ("cleaned_by_tracin_by_label", "tracin_by_label")])
+def test_a_cleaning_page_shows_the_ranking_scores_sorted_with_their_meaning(driver, request, run, strategy):
+    workdir = request.getfixturevalue(run)
+    open_report(driver, workdir / "report.html")
+    with open(workdir / "flagged.csv", newline="") as f:
+        flagged = list(csv.DictReader(f))
+    sections = driver.find_elements(By.CSS_SELECTOR, "section.iteration")
+    assert len(sections) == len({r["iteration"] for r in flagged}) >= 1
+    for section in sections:
+        it = section.get_attribute("data-iteration")
+        scores = shown_scores(section, f"{strategy} score")
+        assert scores == sorted(scores, reverse=True)
+        assert scores == pytest.approx([float(r["score"]) for r in flagged if r["iteration"] == it], abs=1e-4)
+        meaning = section.find_element(By.CSS_SELECTOR, "p.meaning").text
+        assert "more suspicious" in meaning and meaning.startswith(f"{strategy} score: ")
+        assert "p(given label): " in section.find_element(By.CSS_SELECTOR, ".paged:last-of-type .train .meta").text
+    if strategy == "tracin_by_label":  # V's errors: the model's confidence, proponents and opponents explained
+        row = sections[0].find_element(By.CSS_SELECTOR, "details.misclassified")
+        assert "given " in row.text and "predicted " in row.text and "(0." in row.text
+        assert "opponents" in sections[0].find_element(By.CSS_SELECTOR, "p.legend").text
+        row.find_element(By.CSS_SELECTOR, "summary.expand").click()
+        WebDriverWait(driver, 10).until(lambda d: row.find_elements(By.CSS_SELECTOR, ".opponents .train"))
+        wrap = row.find_element(By.CSS_SELECTOR, "pre.val-text").value_of_css_property("white-space")
+        assert wrap == "pre-wrap"
+    assert [e for e in driver.get_log("browser") if e["level"] == "SEVERE"] == []
+
+
+def test_decisions_survive_a_reload_and_an_imported_file_restores_them(driver, tmp_path):
+    page = tmp_path / "report.html"
+    open_report(driver, page, sample_data())
+    driver.find_element(By.CSS_SELECTOR, '.paged:last-of-type .train[data-train-id="t1"] [data-action="relabel"]').click()
+    driver.find_element(By.CSS_SELECTOR, '.paged:last-of-type .train[data-train-id="t4"] [data-action="keep"]').click()
+    decided = {"decisions": [{"id": "t1", "action": "relabel", "label": "spam"}, {"id": "t4", "action": "keep"}]}
+    assert exported(driver) == decided
+
+    driver.refresh()
+    rendered(driver)
+    assert driver.find_element(By.ID, "decision-count").text == "2 decision(s)"
+    assert driver.find_elements(By.CSS_SELECTOR, '.train[data-train-id="t4"].decided-keep')
+    assert exported(driver) == decided
+
+    saved = tmp_path / "saved.json"
+    saved.write_text(json.dumps({"decisions": [{"id": "t2", "action": "remove"}]}))
+    driver.find_element(By.ID, "import-file").send_keys(str(saved))
+    WebDriverWait(driver, 10).until(lambda d: "imported" in d.find_element(By.ID, "import-status").text)
+    assert exported(driver) == {"decisions": [{"id": "t2", "action": "remove"}]}
+    assert not driver.find_elements(By.CSS_SELECTOR, '.train[data-train-id="t4"].decided-keep')
+    assert driver.find_elements(By.CSS_SELECTOR, '.train[data-train-id="t2"].decided-remove')
+
+    bad = tmp_path / "bad.json"  # a file naming an example the report does not have changes nothing
+    bad.write_text(json.dumps({"decisions": [{"id": "t1", "action": "keep"}, {"id": "zzz", "action": "keep"}]}))
+    driver.find_element(By.ID, "import-file").send_keys(str(bad))
+    WebDriverWait(driver, 10).until(lambda d: "not imported" in d.find_element(By.ID, "import-status").text)
+    assert "decisions[1]" in driver.find_element(By.ID, "import-status").text
+    driver.refresh()
+    rendered(driver)
+    assert exported(driver) == {"decisions": [{"id": "t2", "action": "remove"}]}
+    assert [e for e in driver.get_log("browser") if e["level"] == "SEVERE"] == []

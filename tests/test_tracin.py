@@ -194,3 +194,22 @@ def test_bad_arguments_are_rejected():
     with pytest.raises(ValueError, match="method='loop'"):
         per_example_grads(model.loss_fn, model.params, jnp.zeros(model.prompt_shape),
                           {"label": np.zeros(2, np.int32)}, method="loop")
+
+
+def test_a_model_written_for_shared_prompts_only_is_refused_by_tiled_naming_vmap():
+    from gbair import UserError  # pylint: disable=import-outside-toplevel
+    from gbair.influence.tracin import check_method  # pylint: disable=import-outside-toplevel
+    from gbair.models import heads  # pylint: disable=import-outside-toplevel
+
+    model = toy_model(prompt_length=2, d_model=4)
+
+    def shared_only(params, prompt, batch):  # adds the mean prompt row to each example: [P, E] only
+        words = params["embed"][batch["input_ids"]].mean(1)  # [B, E]
+        return jnp.tanh(words + prompt.mean(0)) @ params["out"]
+
+    user = dataclasses.replace(model, logits_fn=shared_only, loss_fn=lambda p, prompt, b: heads.cross_entropy(
+        shared_only(p, prompt, b), b["label"]))
+    with pytest.raises(UserError, match=r"method='tiled'.*\(3, 2, 4\) \[B, P, E\].*pass method='vmap'"):
+        TracIn(user, toy_checkpoints(user))  # refused when built, before any gradient
+    check_method(user, "vmap")  # (vmap on such a model: tests/test_cleaning.py runs README's example)
+    check_method(model, "tiled")  # a model that takes [B, P, E] prompts passes

@@ -181,11 +181,13 @@ def test_checkpoints_record_validation_metrics_and_selection_picks_the_best(mode
     for checkpoint in saved:  # the recorded numbers are the checkpoint's own
         fresh = trainer.evaluate(model, checkpoint.prompt, validation)
         assert checkpoint.validation == pytest.approx(fresh)
-        fresh_classes = trainer.predict(model, checkpoint.prompt, validation).argmax(1)
-        np.testing.assert_array_equal(checkpoint.validation_predicted, fresh_classes)
-        np.testing.assert_array_equal(trainer.validation_predicted(model, checkpoint, validation), fresh_classes)
-        unrecorded = dataclasses.replace(checkpoint, validation_predicted=None)  # an older gbair's checkpoint
-        np.testing.assert_array_equal(trainer.validation_predicted(model, unrecorded, validation), fresh_classes)
+        fresh_probabilities = trainer.predict(model, checkpoint.prompt, validation)  # bit-identical: same pass
+        np.testing.assert_array_equal(checkpoint.validation_probabilities, fresh_probabilities)
+        np.testing.assert_array_equal(trainer.validation_probabilities(model, checkpoint, validation),
+                                      fresh_probabilities)
+        unrecorded = dataclasses.replace(checkpoint, validation_probabilities=None)  # an older gbair's checkpoint
+        np.testing.assert_array_equal(trainer.validation_probabilities(model, unrecorded, validation),
+                                      fresh_probabilities)
     assert trainer.select_checkpoint(saved, "loss").validation["loss"] == min(c.validation["loss"] for c in saved)
     assert trainer.select_checkpoint(saved, "last") is saved[-1]
     with pytest.raises(ValueError, match="TrainConfig.select_by='auc' needs a validation split"):

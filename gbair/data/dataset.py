@@ -145,6 +145,13 @@ class TextDataset:
         return dataclasses.replace(self, labels=arr)
 
 
+def concat(parts: Sequence[TextDataset]) -> TextDataset:
+    """The examples of `parts` (same class names, disjoint ids) one after the other."""
+    return TextDataset(sum((p.ids for p in parts), ()), sum((p.texts for p in parts), ()),
+                       np.concatenate([p.labels for p in parts]), sum((p.groups for p in parts), ()),
+                       parts[0].class_names)
+
+
 SPLITS = ("train", "validation", "test")
 _SPLIT_NEEDS = {"train": "the prompt is trained on it",
                 "validation": "checkpoints are chosen and the examples to clean against are found on it",

@@ -17,6 +17,11 @@ ACTIONS = ("relabel", "remove", "keep")
 
 def apply_decisions(dataset: TextDataset, path: os.PathLike) -> TextDataset:
     """`dataset` with the decisions in `path` applied; ValueError (nothing applied) on any bad entry."""
+    return apply(dataset, read_decisions(dataset, path))
+
+
+def read_decisions(dataset: TextDataset, path: os.PathLike) -> dict[str, dict]:
+    """id -> {"action", "label" (relabel only)} of the file, every entry checked against `dataset`."""
     try:
         raw = json.loads(files.path(path).read_text(encoding="utf-8"))
     except (OSError, ValueError) as e:
@@ -24,7 +29,7 @@ def apply_decisions(dataset: TextDataset, path: os.PathLike) -> TextDataset:
     if not isinstance(raw, dict) or not isinstance(raw.get("decisions"), list):
         raise UserError(f'{path}: expected an object {{"decisions": [...]}}')
     position = {example_id: i for i, example_id in enumerate(dataset.ids)}
-    labels, remove, seen = dataset.labels.copy(), set(), set()
+    decisions: dict[str, dict] = {}
     for n, entry in enumerate(raw["decisions"]):
         where = f"{path}: decisions[{n}]"
         if not isinstance(entry, dict):
@@ -32,16 +37,21 @@ def apply_decisions(dataset: TextDataset, path: os.PathLike) -> TextDataset:
         example_id, action = entry.get("id"), entry.get("action")
         if example_id not in position:
             raise UserError(f"{where}: id {example_id!r} is not in the training set")
-        if example_id in seen:
+        if example_id in decisions:
             raise UserError(f"{where}: id {example_id!r} has a second decision")
-        seen.add(example_id)
         if action not in ACTIONS:
             raise UserError(f"{where}: action {action!r}, expected one of {list(ACTIONS)}")
-        if action == "relabel":
-            if entry.get("label") not in dataset.class_names:
-                raise UserError(f"{where}: label {entry.get('label')!r}, expected one of {list(dataset.class_names)}")
-            labels[position[example_id]] = dataset.class_names.index(entry["label"])
-        elif action == "remove":
-            remove.add(position[example_id])
-    keep = np.array([i for i in range(len(dataset)) if i not in remove], np.int64)
-    return dataset.with_labels(labels).subset(keep)
+        if action == "relabel" and entry.get("label") not in dataset.class_names:
+            raise UserError(f"{where}: label {entry.get('label')!r}, expected one of {list(dataset.class_names)}")
+        decisions[example_id] = {"action": action, **({"label": entry["label"]} if action == "relabel" else {})}
+    return decisions
+
+
+def apply(dataset: TextDataset, decisions: dict[str, dict]) -> TextDataset:
+    """`dataset` minus the removed examples, with the relabelled ones' new labels (ids not in it are ignored)."""
+    labels = dataset.labels.copy()
+    for i, example_id in enumerate(dataset.ids):
+        if decisions.get(example_id, {}).get("action") == "relabel":
+            labels[i] = dataset.class_names.index(decisions[example_id]["label"])
+    keep = [i for i, example_id in enumerate(dataset.ids) if decisions.get(example_id, {}).get("action") != "remove"]
+    return dataset.with_labels(labels).subset(np.array(keep, np.int64))

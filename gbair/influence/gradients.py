@@ -10,6 +10,8 @@ from typing import Any, Callable, Literal, Mapping
 import jax
 import jax.numpy as jnp
 
+from gbair import UserError
+
 Method = Literal["vmap", "tiled"]
 LossFn = Callable[[Any, jax.Array, Mapping[str, jax.Array]], jax.Array]
 
@@ -50,3 +52,22 @@ def per_example_losses_and_grads(loss_fn: LossFn, params: Any, prompt: jax.Array
         grads, losses = jax.vmap(jax.grad(one_loss, has_aux=True), in_axes=(None, 0, 0))(prompt, examples, weight)
         return losses.astype(out_dtype), grads.astype(out_dtype)
     raise ValueError(f"per_example_grads: method={method!r}, expected 'tiled' or 'vmap'")
+
+
+def check_tiled(loss_fn: LossFn, params: Any, prompt_shape: tuple[int, int], batch: Mapping[str, Any]) -> None:
+    """Refuses (UserError, one line) a loss_fn that cannot take `tiled`'s per-example prompts [B, P, E]
+    (a model written for [P, E] prompts only), tracing it on `batch` (B != P, so a [B, E] + [P, E] mix-up
+    cannot broadcast) without computing anything."""
+    size = len(batch["label"])
+    tiled = jax.ShapeDtypeStruct((size,) + tuple(prompt_shape), jnp.float32)
+    hint = ("pass method='vmap' (it takes any [P, E] model), or make logits_fn take [B, P, E] prompts too "
+            "(gbair.models.prompts.insert_prompt does)")
+    try:
+        shape = jax.eval_shape(loss_fn, params, tiled, batch).shape
+    except (TypeError, ValueError) as e:
+        reason = (str(e).strip().splitlines() or [type(e).__name__])[0]
+        raise UserError(f"method='tiled' gives the model's loss_fn a per-example prompt {tiled.shape} [B, P, E] "
+                        f"and it failed ({reason}); {hint}") from e
+    if shape != (size,):
+        raise UserError(f"method='tiled': the model's loss_fn gave shape {shape} for a per-example prompt "
+                        f"{tiled.shape} [B, P, E], expected ({size},); {hint}")

@@ -19,7 +19,7 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from gbair.batching import PassProgress, make_batch, pad_indices
 from gbair.data.dataset import TextDataset
-from gbair.influence.gradients import Method, per_example_losses_and_grads
+from gbair.influence.gradients import Method, check_tiled, per_example_losses_and_grads
 from gbair.models.prompts import DATA, PromptCheckpoint, PromptModel, device_mesh, place
 
 Variant = Literal["dot", "cosine"]
@@ -38,6 +38,18 @@ def projection_matrix(dim_in: int, dim_out: int, seed: int) -> jax.Array:
     Dot products of projected gradients are unbiased estimates of the originals.
     """
     return jax.random.normal(jax.random.key(seed), (dim_in, dim_out), jnp.float32) / np.sqrt(dim_out)
+
+
+def check_method(model: PromptModel, method: Method) -> None:
+    """Refuses (UserError, one line, before any work) a model that `method` cannot differentiate: under
+    `tiled`, a loss_fn written for [P, E] prompts only (gbair.influence.gradients.check_tiled)."""
+    if method not in ("tiled", "vmap"):
+        raise ValueError(f"method={method!r}, expected 'tiled' or 'vmap'")
+    if method == "tiled":
+        probe = model.prompt_shape[0] + 1
+        check_tiled(model.loss_fn, model.params, model.prompt_shape,
+                    make_batch(model.featurize(["probe"] * probe), np.zeros(probe, np.int32), np.arange(probe),
+                               np.ones(probe, np.float32)))
 
 
 class TracIn:
@@ -65,6 +77,7 @@ class TracIn:
         if batch_size <= 0:
             raise ValueError(f"TracIn: batch_size={batch_size}, expected > 0")
         self.model, self.variant, self.method = model, variant, method
+        check_method(model, method)
         if mesh is not None and model.mesh is not None and mesh != model.mesh:
             raise ValueError("TracIn: mesh differs from the mesh the model's params live on (model.mesh)")
         self.mesh = mesh or model.mesh or device_mesh()

@@ -43,9 +43,23 @@ def place(tree: Any, mesh: Mesh, specs: Any = None) -> Any:
 
 @dataclasses.dataclass(frozen=True)
 class PromptModel:
-    """Everything needed to train, evaluate and differentiate one prompt-tuned classifier.
+    """Everything needed to train, evaluate and differentiate one prompt-tuned classifier: the contract
+    the trainer, TracIn and `gbair.find_label_issues` rely on, for gbair's backbones and a user's own.
 
-    batch keys: the ones `featurize` returns (fixed shapes), plus "label" [B] int32.
+    featurize(texts) -> {name: np.ndarray [N, ...]}: one row per text, the same trailing shape for
+      any texts (pad or truncate; e.g. int32 token ids [N, L] and a mask), so every batch has one
+      shape and each function compiles once. Rows are batched by indexing; a batch is those arrays
+      [B, ...] plus "label" [B] int32 and "weight" [B] float32 (0 for padding rows, which repeat row 0).
+    init_prompt(rng) -> [P, E] float32, P, E = prompt_shape; the trainer optimises only this.
+    logits_fn(params, prompt, batch) -> [B, C] class scores (any float dtype; softmax is taken in
+      float32); loss_fn(params, prompt, batch) -> [B] per-example loss (unweighted; the trainer and
+      TracIn apply "weight"). `prompt` is what training and evaluation pass, [P, E], shared by the
+      batch. Per-example gradients (gbair.influence.gradients) pass, under method="tiled" (TracIn's
+      default), a [B, P, E] prompt, one copy per example: the model must then use prompt[b] for example
+      b (gbair.models.prompts.insert_prompt takes both); under method="vmap" every call sees one
+      example, batch [1, ...] and prompt [P, E], so any [P, E] model works. TracIn refuses a model
+      that cannot take [B, P, E] under "tiled", naming method="vmap", before any work.
+    params: any pytree of arrays, frozen (passed as an argument, never closed over, never updated).
     """
 
     params: Params  # frozen backbone and head; never updated
@@ -91,7 +105,7 @@ class PromptCheckpoint:
     learning_rate: float
     prompt: np.ndarray  # [P, E] float32
     validation: dict | None = None  # validation metrics at this step, when training recorded them
-    validation_predicted: np.ndarray | None = None  # [N_validation] int64 predicted classes, likewise
+    validation_probabilities: np.ndarray | None = None  # [N_validation, C] float32 class probabilities, likewise
 
 
 def sampled_vocab_init(

@@ -4,7 +4,8 @@
 WORKDIR/cells/<dataset>/rate=<r>/seed=<s>/ holds one folder per training run (`corrupted`, then
 <strategy>/it<t>), identity.json (what determines the cell's results), <strategy>/done.json (a
 finished strategy's rows), <strategy>/it<t>/state.json (a finished iteration's training set and row)
-and, for TracIn strategies, <strategy>/it<t>/explanations.npz. The clean bound, the same at every
+and <strategy>/it<t>/explanations.npz (what the HTML report shows: the ranking scores, V's errors, for
+TracIn strategies their influence matrices). The clean bound, the same at every
 rate, is trained once in WORKDIR/cells/<dataset>/clean/seed=<s>/. WORKDIR/results.csv has COLUMNS.
 WORKDIR/tensorboard/ mirrors cells/: scalars of every training run and every strategy's iterations.
 WORKDIR/gbair.lock exists while a process writes the workdir (gbair.lock).
@@ -127,12 +128,23 @@ SCALARS_DIR = "tensorboard"  # WORKDIR/tensorboard/<run or strategy folder>/: Te
 
 
 def save_explanations(path: files.Location, train: TextDataset, misclassified: TextDataset, predicted: np.ndarray,
-                      influence: Mapping[str, np.ndarray], flagged: np.ndarray) -> None:
-    """What `gbair.explain` and the HTML report show for one iteration (numpy arrays, no pickle)."""
+                      influence: Mapping[str, np.ndarray] | None, flagged: np.ndarray,
+                      suspicion: np.ndarray | None = None, confidence: np.ndarray | None = None) -> None:
+    """What `gbair.explain` and the HTML report show for one iteration (numpy arrays, no pickle): the
+    training set, V's misclassified examples with the predicted class (and its probability, `confidence`),
+    the flagged indices and every example's ranking score (`suspicion`), and TracIn's dot and cosine
+    [N_train, |V|] matrices for the TracIn strategies."""
+    arrays = {"train_ids": np.array(train.ids, dtype=str), "train_labels": train.labels,
+              "query_ids": np.array(misclassified.ids, dtype=str), "query_labels": misclassified.labels,
+              "predicted": predicted, "flagged": flagged}
+    if influence is not None:
+        arrays.update(dot=influence["dot"], cosine=influence["cosine"])
+    if suspicion is not None:
+        arrays["suspicion"] = suspicion
+    if confidence is not None:
+        arrays["confidence"] = confidence
     buffer = io.BytesIO()
-    np.savez(buffer, train_ids=np.array(train.ids, dtype=str), train_labels=train.labels,
-             query_ids=np.array(misclassified.ids, dtype=str), query_labels=misclassified.labels,
-             predicted=predicted, dot=influence["dot"], cosine=influence["cosine"], flagged=flagged)
+    np.savez(buffer, **arrays)
     files.write_bytes(path, buffer.getvalue())
 
 

@@ -36,7 +36,6 @@ from etils import epath
 from gbair import UserError, files, hosts, lock, run_record
 from gbair.batching import format_seconds
 from gbair.data.dataset import TextDataset
-from gbair.influence.tracin import TracIn
 from gbair.models.prompts import PromptCheckpoint, PromptModel
 from gbair.recovery import strategies
 from gbair.scalars import Scalars
@@ -184,7 +183,8 @@ class Sweep:
                 continue
             start = time.time()
             checkpoints, chosen = self.load(previous)
-            predicted = trainer.validation_predicted(self.model, chosen, validation)
+            probabilities = trainer.validation_probabilities(self.model, chosen, validation)
+            predicted = probabilities.argmax(1)
             wrong = predicted != validation.labels
             if not wrong.any():
                 logging.info("%s %s: no misclassified validation examples; stopping at iteration %d",
@@ -202,9 +202,9 @@ class Sweep:
                 damping=self.recovery.damping, curvature=self.recovery.curvature)
             suspicion = strategies.score(name, context)
             flagged = strategies.top_k(suspicion, self.recovery.k(len(train)))
-            if name in strategies.TRACIN_BASED:
-                save_explanations(self.workdir / directory / EXPLAIN_FILE, train, misclassified,
-                                  predicted[wrong], influence, flagged)
+            save_explanations(self.workdir / directory / EXPLAIN_FILE, train, misclassified, predicted[wrong],
+                              influence if name in strategies.TRACIN_BASED else None, flagged, suspicion,
+                              probabilities[wrong].max(1))
             train = self.apply(train, flagged, chosen.prompt)
             _, final = self.fit(train, validation, directory, cell.seed)
             remaining = int((train.labels != clean_train.by_ids(train.ids).labels).sum())
@@ -232,14 +232,9 @@ class Sweep:
             return None
         key = (scored_run, family)
         if key not in self._influence:
-            batch = self.recovery.tracin_batch_size
-            if family == "tracin":
-                scorer = TracIn(self.model, checkpoints, batch_size=batch)
-                matrices = dict(zip(("dot", "cosine"), scorer.influence_dot_and_cosine(train, misclassified)))
-            else:
-                matrices = {family: strategies.second_order_matrix(
-                    family, self.model, checkpoints, train, misclassified, batch, self.recovery.projection_dim,
-                    self.recovery.damping, self.recovery.curvature)}
+            matrices = strategies.influence_matrices(
+                family, self.model, checkpoints, train, misclassified, self.recovery.tracin_batch_size,
+                self.recovery.projection_dim, self.recovery.damping, self.recovery.curvature)
             self._influence = {k: v for k, v in self._influence.items() if k[0] == scored_run}  # keep one run's
             self._influence[key] = matrices
         return self._influence[key]
@@ -248,10 +243,9 @@ class Sweep:
         """Removes the flagged examples, or relabels each to the model's most likely other class."""
         if self.recovery.action == "remove":
             return train.subset(np.setdiff1d(np.arange(len(train)), flagged))
-        probabilities = trainer.predict(self.model, prompt, train.subset(flagged))
-        probabilities[np.arange(len(flagged)), train.labels[flagged]] = -1.0
         labels = train.labels.copy()
-        labels[flagged] = probabilities.argmax(1)
+        labels[flagged] = strategies.other_class(trainer.predict(self.model, prompt, train.subset(flagged)),
+                                                 train.labels[flagged])
         return train.with_labels(labels)
 
     # ---- results ---------------------------------------------------------------------------------

@@ -13,6 +13,7 @@ from typing import Callable, Mapping, Sequence
 import numpy as np
 
 from gbair.data.dataset import TextDataset
+from gbair.influence.gradients import Method
 from gbair.influence.second_order import TRAK, DataInf, InfluenceFunction
 from gbair.influence.tracin import TracIn
 from gbair.models.prompts import PromptCheckpoint, PromptModel
@@ -37,6 +38,7 @@ class SelectionContext:
     projection_dim: int | None = None  # influence_function and trak solve in a projection of this size
     damping: Mapping[str, float] | None = None  # SECOND_ORDER name -> damping (else the scorer's default)
     curvature: str | None = None  # influence_function's curvature (else the empirical Fisher)
+    method: Method = "tiled"  # per-example gradients (gbair.influence.gradients): `vmap` for [P, E]-only models
 
 
 def query_weights(labels: np.ndarray, balance_classes: bool) -> np.ndarray:
@@ -53,7 +55,7 @@ def _tracin_matrix(context: SelectionContext, variant: str) -> np.ndarray:
     if context.influence is not None:
         return context.influence[variant]
     return TracIn(context.model, context.checkpoints, variant=variant, batch_size=context.batch_size,
-                  ).influence(context.train, context.misclassified)
+                  method=context.method).influence(context.train, context.misclassified)
 
 
 def tracin(context: SelectionContext, variant: str = "dot") -> np.ndarray:
@@ -104,11 +106,11 @@ SECOND_ORDER: dict[str, type[TracIn]] = {"influence_function": InfluenceFunction
 def second_order_matrix(family: str, model: PromptModel, checkpoints: Sequence[PromptCheckpoint],
                         train: TextDataset, misclassified: TextDataset, batch_size: int,
                         projection_dim: int | None = None, damping: Mapping[str, float] | None = None,
-                        curvature: str | None = None) -> np.ndarray:
+                        curvature: str | None = None, method: Method = "tiled") -> np.ndarray:
     """[N_train, |V|] influence of the SECOND_ORDER scorer `family`, its curvature from `train`;
     projection_dim applies to influence_function and trak (DataInf's blocks need no projection),
     damping[family] (when given) to any, curvature (when given) to influence_function."""
-    options = {} if family == "datainf" else {"projection_dim": projection_dim}
+    options = {"method": method} if family == "datainf" else {"projection_dim": projection_dim, "method": method}
     if damping and family in damping:
         options["damping"] = damping[family]
     if curvature is not None and family == "influence_function":
@@ -117,12 +119,26 @@ def second_order_matrix(family: str, model: PromptModel, checkpoints: Sequence[P
         train, misclassified)
 
 
+def influence_matrices(family: str, model: PromptModel, checkpoints: Sequence[PromptCheckpoint], train: TextDataset,
+                       misclassified: TextDataset, batch_size: int, projection_dim: int | None = None,
+                       damping: Mapping[str, float] | None = None, curvature: str | None = None,
+                       method: Method = "tiled") -> dict[str, np.ndarray]:
+    """The [N_train, |V|] matrices the strategies of FAMILIES value `family` read: TracIn's dot and cosine
+    (one pass), or one SECOND_ORDER scorer's (`second_order_matrix`)."""
+    if family == "tracin":
+        scorer = TracIn(model, checkpoints, batch_size=batch_size, method=method)
+        return dict(zip(("dot", "cosine"), scorer.influence_dot_and_cosine(train, misclassified)))
+    return {family: second_order_matrix(family, model, checkpoints, train, misclassified, batch_size, projection_dim,
+                                        damping, curvature, method)}
+
+
 def _second_order_matrix(context: SelectionContext, family: str) -> np.ndarray:
     """`second_order_matrix` on the context: precomputed by the loop, or computed here."""
     if context.influence is not None and family in context.influence:
         return context.influence[family]
     return second_order_matrix(family, context.model, context.checkpoints, context.train, context.misclassified,
-                               context.batch_size, context.projection_dim, context.damping, context.curvature)
+                               context.batch_size, context.projection_dim, context.damping, context.curvature,
+                               context.method)
 
 
 def influence_function(context: SelectionContext) -> np.ndarray:
@@ -152,7 +168,8 @@ def tracin_cosine(context: SelectionContext) -> np.ndarray:
 
 def self_influence(context: SelectionContext) -> np.ndarray:
     """TracIn self-influence: examples the model finds hardest to fit (Pruthi et al.)."""
-    return TracIn(context.model, context.checkpoints, batch_size=context.batch_size).self_influence(context.train)
+    return TracIn(context.model, context.checkpoints, batch_size=context.batch_size,
+                  method=context.method).self_influence(context.train)
 
 
 def loss(context: SelectionContext) -> np.ndarray:
@@ -204,6 +221,41 @@ FAMILIES: dict[str, str] = {
     **{name: "tracin" for name in TRACIN_BASED},
     "influence_function": "influence_function", "influence_function_by_label": "influence_function",
     "datainf": "datainf", "trak": "trak"}
+
+
+# What each strategy's score means, one sentence each, for flagged.csv's readers and the review page
+# (every score is oriented so that higher = more suspicious: `score` ranks by it, highest first).
+MEANINGS: dict[str, str] = {
+    "tracin": "minus the TracIn influence summed over the misclassified validation set V: higher means training "
+              "on the example pushed V's loss up more (more suspicious).",
+    "tracin_cosine": "as tracin, with each checkpoint's gradients normalised (cosine): higher means the example's "
+                     "gradient points more against fixing V (more suspicious).",
+    "tracin_by_label": "the example's rank, as a fraction of its given label's count, by minus its TracIn influence "
+                       "on the V errors its label could cause: higher is more suspicious (1.0: the most harmful of its label).",
+    "influence_function": "minus the damped-Fisher influence summed over V: higher means the example pushed V's "
+                          "loss up more (more suspicious).",
+    "influence_function_by_label": "tracin_by_label's rank fraction with influence functions instead of TracIn: "
+                                   "higher is more suspicious (1.0: the most harmful of its label).",
+    "datainf": "minus the DataInf influence summed over V: higher means more harmful to V (more suspicious).",
+    "trak": "minus the TRAK attribution summed over V: higher means more harmful to V (more suspicious).",
+    "self_influence": "TracIn self-influence, the lr-weighted squared gradient norm: higher means the model finds "
+                      "the example harder to fit (more suspicious).",
+    "loss": "the cross-entropy of the given label under the trained prompt, -log p(given label): higher means the "
+            "model finds the given label less likely (more suspicious).",
+    "random": "a seeded uniform number: no signal, a baseline (higher is flagged first, not more suspicious).",
+    "cleanlab": "1 - the out-of-fold probability of the given label (cleanlab's self-confidence, 3 folds): higher "
+                "means held-out models find the given label less likely (more suspicious).",
+    "oracle": "1 for a truly corrupted label, else 0 (needs the true labels).",
+}
+# Strategies that need the misclassified validation examples V (the others score the training set alone).
+NEEDS_VALIDATION = tuple(FAMILIES)
+
+
+def other_class(probabilities: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """[N] the most probable class other than `labels` under [N, C] `probabilities` (what relabel picks)."""
+    masked = np.array(probabilities, np.float64, copy=True)
+    masked[np.arange(len(labels)), labels] = -1.0
+    return masked.argmax(1)
 
 
 def score(strategy: str, context: SelectionContext) -> np.ndarray:

@@ -1,7 +1,7 @@
 """Orbax checkpoints of prompt-tuning state, with the learning rate in force (TracIn needs it).
 
 Each checkpoint holds the prompt, the optimizer state and a small JSON record
-{step, learning_rate, fingerprint, and, if a validation split was given, its metrics and predicted classes}; the learning
+{step, learning_rate, fingerprint, and, if a validation split was given, its metrics and class probabilities}; the learning
 rate is the mean rate of the updates since the previous checkpoint (gbair.train.trainer.
 interval_learning_rate). Only the prompt is trained, so checkpoints are tiny and we keep all of them.
 
@@ -82,10 +82,10 @@ def load_prompt_checkpoints(directory: os.PathLike, delete_hint: os.PathLike | N
             learning_rate = float(record["learning_rate"])
         except Exception as e:  # pylint: disable=broad-except
             raise _damaged(directory, step, e.__cause__ or e, delete_hint) from e
-        predicted = record.get("validation_predicted")
+        probabilities = record.get("validation_probabilities")
         out.append(PromptCheckpoint(step, learning_rate, np.asarray(state["prompt"], np.float32),
                                     record.get("validation"),
-                                    None if predicted is None else np.asarray(predicted, np.int64)))
+                                    None if probabilities is None else np.asarray(probabilities, np.float32)))
     if not out:
         raise FileNotFoundError(f"{directory} holds no checkpoints")
     return out

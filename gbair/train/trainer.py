@@ -269,7 +269,7 @@ def train(model: PromptModel, dataset: TextDataset, config: TrainConfig,
             if validation is not None:
                 probabilities = predict(model, state["prompt"], validation, config.eval_batch_size)
                 record["validation"] = classification_metrics(validation.labels, probabilities)
-                record["validation_predicted"] = probabilities.argmax(1).tolist()  # read back, not recomputed
+                record["validation_probabilities"] = probabilities.tolist()  # read back, not recomputed
                 logging.info("step %d: validation %s", step + 1,
                              "  ".join(f"{k} {v:.4f}" for k, v in record["validation"].items() if v is not None))
                 scalars.write(step + 1, {f"validation/{k}": v for k, v in record["validation"].items()})
@@ -297,16 +297,17 @@ def check_finite(run: Any, config: TrainConfig, first_step: int, losses: Sequenc
                     f"{config.learning_rate:g}): training diverged; try a lower TrainConfig.learning_rate")
 
 
-def validation_predicted(model: PromptModel, checkpoint: PromptCheckpoint, validation: TextDataset,
-                         batch_size: int = 64) -> np.ndarray:
-    """The predicted class [N] of each `validation` example under `checkpoint`'s prompt: the classes
+def validation_probabilities(model: PromptModel, checkpoint: PromptCheckpoint, validation: TextDataset,
+                             batch_size: int = 64) -> np.ndarray:
+    """Class probabilities [N, C] of the `validation` examples under `checkpoint`'s prompt: those
     `train` recorded when it saved the checkpoint (it evaluates the validation split at every
-    checkpoint), so the sweep's one-class check and its misclassified set cost no second pass; computed
-    when the checkpoint has none (trained without validation, or by an older gbair)."""
-    recorded = checkpoint.validation_predicted
+    checkpoint; float32 survives JSON exactly), so the sweep's one-class check and its misclassified
+    set cost no second pass; computed when the checkpoint has none (trained without validation, or
+    by an older gbair)."""
+    recorded = checkpoint.validation_probabilities
     if recorded is not None and len(recorded) == len(validation):
         return recorded
-    return predict(model, checkpoint.prompt, validation, batch_size).argmax(1)
+    return predict(model, checkpoint.prompt, validation, batch_size)
 
 
 def warn_if_one_class(model: PromptModel, checkpoint: PromptCheckpoint, validation: TextDataset, run: Any,
@@ -314,7 +315,7 @@ def warn_if_one_class(model: PromptModel, checkpoint: PromptCheckpoint, validati
     """1 (with a warning naming the run) when `checkpoint`'s prompt predicts one class for every
     validation example although the validation split has several, else 0: such a model's test metrics
     are those of a constant classifier, and tables must not average them in unmarked."""
-    predicted = np.unique(validation_predicted(model, checkpoint, validation, batch_size))
+    predicted = np.unique(validation_probabilities(model, checkpoint, validation, batch_size).argmax(1))
     if len(predicted) != 1 or len(np.unique(validation.labels)) < 2:
         return 0
     logging.warning("%s: the trained prompt predicts %r for every validation example (a one-class model; "
