@@ -1,6 +1,7 @@
 """What each G-BAIR strategy costs to score one training set, relative to TracIn, in one process.
 
     python benchmarks/strategy_cost.py --workdir runs/spam_paper [--rate 0.3] [--seed 0] [--json OUT]
+        [--strategies influence_function datainf trak]
 
 Takes a finished sweep's cell and scores its corrupted run (its checkpoints and its misclassified
 validation set V) as the loop does at iteration 1, with each strategy computing its own influence
@@ -8,7 +9,8 @@ matrix. Each runs twice (the first call compiles) and the second is reported, ex
 (3-fold cross-validated training: its trainings dominate) and a training run, timed once.
 Reports seconds per 1,000 training examples and the ratio to TracIn (the dot-and-cosine pass the
 loop uses). Training a run itself (TrainConfig) is the unit everything else is measured against in
-the sweep; it is listed too.
+the sweep; it is listed too. --strategies times TracIn and only those (names of SCORED, or
+"training run").
 """
 
 import argparse
@@ -34,6 +36,8 @@ def main() -> None:
     parser.add_argument("--rate", type=float, default=None, help="the cell's corruption rate (default the first)")
     parser.add_argument("--seed", type=int, default=None, help="the cell's seed (default the first)")
     parser.add_argument("--json", default=None, help="also write the results here")
+    parser.add_argument("--strategies", nargs="+", choices=SCORED + ("training run",), default=None,
+                        help="time TracIn and only these (default: all)")
     args = parser.parse_args()
 
     run = explain.RunExplainer(args.workdir)
@@ -57,6 +61,8 @@ def main() -> None:
                      noisy, misclassified),
                  **{name: (lambda name=name: strategies.score(name, context)) for name in SCORED},
                  "training run": lambda: sweep.fit(noisy, validation, pathlib.Path("timing"), cell.seed)}
+        if args.strategies:
+            timed = {name: fn for name, fn in timed.items() if name == "tracin" or name in args.strategies}
         seconds = {}
         for name, fn in timed.items():
             if name not in ONCE:

@@ -5,16 +5,18 @@
 
 Random-initialised weights (no checkpoint needed), a `--prompt`-token soft prompt before `--length`
 text tokens, 2 classes with 2-token verbalizers. Contenders run in one process on the same weights,
-prompt and batch: gbair's train step (Adafactor, as in prompt tuning) vs a PyTorch `transformers`
-T5 step on the same weights (`[bench]` extra); gbair's per-example-gradient kernel (tiled prompt,
-`vmap(grad)`) vs a jitted per-example `jax.grad` loop. Utilisation = XLA's FLOP count of the
-compiled kernel / time, over this device's measured matmul rate in the same dtype.
+prompt and batch, interleaved over --repeats rounds (tracin_bench.interleaved_seconds; medians):
+gbair's train step (Adafactor, as in prompt tuning) vs a PyTorch `transformers` T5 step on the same
+weights (`[bench]` extra); gbair's per-example-gradient kernel (tiled prompt, `vmap(grad)`) vs a
+jitted per-example `jax.grad` loop; a square matmul. Utilisation = XLA's FLOP count of the compiled
+kernel / time, over this device's matmul rate in the same dtype, measured in the same rounds.
 """
 
 import argparse
 import dataclasses
 import os
 import platform
+import statistics
 import sys
 import time
 
@@ -26,7 +28,7 @@ from gbair.checkpoints import hf
 from gbair.influence.gradients import per_example_grads
 from gbair.models import t5
 from gbair.train.trainer import _train_step_fn, make_optimizer
-from tracin_bench import finish, median_seconds  # benchmarks/ is on sys.path when run as a script
+from tracin_bench import cpu_isa, finish, interleaved_seconds  # benchmarks/ is on sys.path when run as a script
 
 VERBALIZERS = ("ok", "not ok")
 
@@ -49,10 +51,11 @@ def build(args) -> tuple[t5.T5Config, dict, dict, np.ndarray]:
     return config, model, jax.device_put(batch), np.asarray(model.init_prompt(jax.random.key(1)))
 
 
-def matmul_flops_per_s(dtype: str, n: int = 2048, repeats: int = 5) -> float:
+def matmul(dtype: str, n: int = 2048):
+    """(call, FLOPs per call) of an n x n matmul in `dtype`: the device's attainable rate."""
     a = jax.random.normal(jax.random.key(0), (n, n), jnp.dtype(dtype))
     f = jax.jit(lambda a: a @ a)
-    return 2 * n ** 3 / median_seconds(lambda: f(a).block_until_ready(), repeats)
+    return (lambda: f(a).block_until_ready()), 2 * n ** 3
 
 
 def flops(compiled) -> float:
@@ -61,39 +64,33 @@ def flops(compiled) -> float:
     return float(analysis.get("flops", float("nan")))
 
 
-def bench_gbair(model, batch, prompt: np.ndarray, args) -> dict:
-    out = {}
+def gbair_contenders(model, batch, prompt: np.ndarray) -> tuple[dict, dict]:
+    """(name -> call, name -> XLA FLOPs per call): gbair's train step, its per-example-gradient kernels
+    (tiled, vmap) and a per-example jax.grad loop."""
     optimizer = make_optimizer("adafactor", 0.3)
     step = _train_step_fn(model.loss_fn, optimizer)
     state = {"prompt": jax.device_put(prompt), "opt_state": optimizer.init(jax.device_put(prompt))}
-
-    def train_step():
-        jax.block_until_ready(step(model.params, state, batch))
-
-    out["train_step_s"] = median_seconds(train_step, args.repeats)
-    out["train_examples_per_s"] = args.batch / out["train_step_s"]
+    calls = {"train_step": lambda: jax.block_until_ready(step(model.params, state, batch))}
+    counts = {}
     for method in ("tiled", "vmap"):
         kernel = jax.jit(lambda params, prompt, batch, method=method: per_example_grads(
             model.loss_fn, params, prompt, batch, method=method)).lower(model.params, prompt, batch).compile()
-        seconds = median_seconds(lambda: kernel(model.params, prompt, batch).block_until_ready(), args.repeats)
-        out[f"grads_{method}_examples_per_s"] = args.batch / seconds
-        out[f"grads_{method}_flops"] = flops(kernel)
-        out[f"grads_{method}_flops_per_s"] = out[f"grads_{method}_flops"] / seconds
+        calls[f"grads_{method}"] = lambda kernel=kernel: kernel(model.params, prompt, batch).block_until_ready()
+        counts[f"grads_{method}"] = flops(kernel)
     single = jax.jit(jax.grad(lambda prompt, params, example: model.loss_fn(params, prompt, example)[0]))
-    examples = [{k: v[i:i + 1] for k, v in batch.items()} for i in range(args.batch)]
+    examples = [{k: v[i:i + 1] for k, v in batch.items()} for i in range(len(batch["label"]))]
 
     def naive():
         for example in examples:
             single(prompt, model.params, example).block_until_ready()
 
-    out["grads_naive_examples_per_s"] = args.batch / median_seconds(naive, max(1, args.repeats // 2))
-    best = max(out["grads_tiled_examples_per_s"], out["grads_vmap_examples_per_s"])
-    out["grads_speedup_vs_naive"] = best / out["grads_naive_examples_per_s"]
-    return out
+    calls["grads_naive"] = naive
+    return calls, counts
 
 
-def bench_torch(config: t5.T5Config, params: dict, batch: dict, prompt: np.ndarray, args) -> dict:
-    """The same step in PyTorch: HF T5ForConditionalGeneration (frozen) + prompt on inputs_embeds."""
+def torch_contender(config: t5.T5Config, params: dict, batch: dict, prompt: np.ndarray, args) -> dict:
+    """The same step in PyTorch: HF T5ForConditionalGeneration (frozen) + prompt on inputs_embeds;
+    {} without torch, else {"step": call, "losses": its losses on the batch, versions}."""
     try:
         import torch  # pylint: disable=import-outside-toplevel
         import transformers  # pylint: disable=import-outside-toplevel
@@ -140,10 +137,8 @@ def bench_torch(config: t5.T5Config, params: dict, batch: dict, prompt: np.ndarr
 
     with torch.no_grad():
         losses = loss_value().numpy()
-    seconds = median_seconds(step, args.repeats)
-    return {"torch_train_step_s": seconds, "torch_train_examples_per_s": args.batch / seconds,
-            "torch_version": torch.__version__, "transformers_version": transformers.__version__,
-            "_torch_losses": losses}
+    return {"step": step, "losses": losses, "torch_version": torch.__version__,
+            "transformers_version": transformers.__version__}
 
 
 def main() -> None:
@@ -163,20 +158,31 @@ def main() -> None:
     device = jax.devices()[0]
     results = {"command": " ".join([os.path.basename(sys.executable)] + sys.argv),
                "machine": f"{platform.machine()}, {os.cpu_count()} cores, {device.platform} {device.device_kind}",
-               "date": time.strftime("%Y-%m-%d"), "jax_version": jax.__version__, **vars(args)}
-    results.update(bench_gbair(model, batch, prompt, args))
-    results["matmul_flops_per_s"] = matmul_flops_per_s(args.dtype)
-    for method in ("tiled", "vmap"):
-        results[f"grads_{method}_utilisation"] = results[f"grads_{method}_flops_per_s"] / results["matmul_flops_per_s"]
-    if not args.no_torch and args.dtype == "float32":
-        peer = bench_torch(config, model.params, batch, prompt, args)
-        torch_losses = peer.pop("_torch_losses", None)
-        if torch_losses is not None:
-            ours = np.asarray(model.loss_fn(model.params, prompt, batch))
-            results["loss_max_rel_diff_vs_torch"] = float(np.abs(ours / torch_losses - 1).max())
+               "cpu_isa": cpu_isa(), "date": time.strftime("%Y-%m-%d"), "jax_version": jax.__version__, **vars(args)}
+    calls, counts = gbair_contenders(model, batch, prompt)
+    calls["matmul"], counts["matmul"] = matmul(args.dtype)
+    with_torch = not args.no_torch and args.dtype == "float32"
+    peer = torch_contender(config, model.params, batch, prompt, args) if with_torch else {}
+    if peer:
+        calls["torch_train_step"] = peer.pop("step")
+        ours = np.asarray(model.loss_fn(model.params, prompt, batch))
+        results["loss_max_rel_diff_vs_torch"] = float(np.abs(ours / peer.pop("losses") - 1).max())
         results.update(peer)
-        if peer:
-            results["train_speedup_vs_torch"] = results["train_examples_per_s"] / results["torch_train_examples_per_s"]
+    seconds = {name: statistics.median(times) for name, times in interleaved_seconds(calls, args.repeats).items()}
+    results["train_step_s"] = seconds["train_step"]
+    results["matmul_flops_per_s"] = counts["matmul"] / seconds["matmul"]
+    for name in ("train", "grads_tiled", "grads_vmap", "grads_naive"):
+        results[f"{name}_examples_per_s"] = args.batch / seconds["train_step" if name == "train" else name]
+    for method in ("tiled", "vmap"):
+        results[f"grads_{method}_flops"] = counts[f"grads_{method}"]
+        results[f"grads_{method}_flops_per_s"] = counts[f"grads_{method}"] / seconds[f"grads_{method}"]
+        results[f"grads_{method}_utilisation"] = results[f"grads_{method}_flops_per_s"] / results["matmul_flops_per_s"]
+    best = max(results["grads_tiled_examples_per_s"], results["grads_vmap_examples_per_s"])
+    results["grads_speedup_vs_naive"] = best / results["grads_naive_examples_per_s"]
+    if peer:
+        results["torch_train_step_s"] = seconds["torch_train_step"]
+        results["torch_train_examples_per_s"] = args.batch / seconds["torch_train_step"]
+        results["train_speedup_vs_torch"] = results["train_examples_per_s"] / results["torch_train_examples_per_s"]
     finish(results, args.json)
 
 

@@ -1,11 +1,14 @@
 """Per-example prompt-gradient and TracIn throughput: gbair vs a naive loop and PyTorch peers.
 
-    python benchmarks/tracin_bench.py --quick --json OUT.json
+    python benchmarks/tracin_bench.py --quick --json OUT.json [--rounds 5]
 
 All contenders see the same MiniLM weights, prompt and batch (SpamAssassin emails; batch 32,
-64 text tokens + 16 prompt tokens, float32, CPU). Results are ratios measured in one process.
-Without --quick it also measures how TracIn time scales with N and with the number of (simulated)
-devices, and the peak host memory of scoring 20,000 training examples.
+64 text tokens + 16 prompt tokens, float32, CPU), in one process, interleaved: every round times
+each contender once, in alternating order (`interleaved_seconds`), so the machine's drift lands on
+all of them alike. Each rate is the median over rounds; each ratio is computed per round from that
+round's pair and reported as its median with min and max. The JSON names the CPU and its ISA
+(`cpu_isa`). Without --quick it also measures how TracIn time scales with N and with the number of
+(simulated) devices, and the peak host memory of scoring 20,000 training examples.
 """
 
 import argparse
@@ -16,6 +19,7 @@ import statistics
 import subprocess
 import sys
 import time
+from typing import Callable
 
 import jax
 import numpy as np
@@ -32,14 +36,43 @@ BATCH, LENGTH, PROMPT = 32, 64, 16
 DESCRIPTIONS = ["a normal personal or work email", "spam: an unsolicited advertising or scam email"]
 
 
-def median_seconds(fn, repeats: int) -> float:
-    fn()  # compile / warm up
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
+def interleaved_seconds(contenders: dict[str, Callable[[], object]], rounds: int) -> dict[str, list[float]]:
+    """Seconds of each contender in each of `rounds` rounds, after one warm-up call each (compilation).
+
+    Every round calls every contender once, in forward order on even rounds and reversed on odd ones,
+    so the machine's drift (other load, clocks, caches) falls on all of them alike and each round's
+    times compare like with like; a contender must block until its work is done.
+    """
+    for fn in contenders.values():
         fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+    times: dict[str, list[float]] = {name: [] for name in contenders}
+    for round_ in range(rounds):
+        for name in (list(contenders) if round_ % 2 == 0 else list(reversed(contenders))):
+            start = time.perf_counter()
+            contenders[name]()
+            times[name].append(time.perf_counter() - start)
+    return times
+
+
+def speedup_summary(name: str, ours: list[float], peer: list[float]) -> dict:
+    """{name, name_min, name_max}: median, min and max over rounds of that round's rate ratio ours / peer."""
+    ratios = [a / b for a, b in zip(ours, peer)]
+    return {name: statistics.median(ratios), f"{name}_min": min(ratios), f"{name}_max": max(ratios)}
+
+
+def cpu_isa() -> dict:
+    """{"model": the CPU's name, "flags": which of avx2 / avx512* / amx* / avx_vnni it has} from
+    /proc/cpuinfo; elsewhere (no /proc) the platform's processor name and flags None (unknown)."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            lines = f.read().splitlines()
+    except OSError:
+        return {"model": platform.processor() or platform.machine(), "flags": None}
+    field = lambda key: next((line.split(":", 1)[1].strip() for line in lines  # noqa: E731
+                              if line.split(":", 1)[0].strip() == key), "")
+    flags = set(field("flags").split())
+    return {"model": field("model name") or platform.processor() or platform.machine(),
+            "flags": sorted(f for f in flags if f in ("avx2", "avx_vnni") or f.startswith(("avx512", "amx")))}
 
 
 def memory_mb(field: str = "VmHWM") -> float:
@@ -76,17 +109,16 @@ def checkpoints_for(model, count: int) -> list[PromptCheckpoint]:
             for c in range(count)]
 
 
-def bench_kernels(model, data: TextDataset, repeats: int) -> dict:
-    """Examples/s of per-example gradients for one batch: gbair (tiled, vmap) vs a jax.grad loop."""
-    batch = dict(model.featurize(data.texts[:BATCH]), label=data.labels[:BATCH].astype(np.int32))
-    batch = jax.device_put(batch)
-    prompt = jax.device_put(model.init_prompt(jax.random.key(0)))
+def kernel_contenders(model, data: TextDataset, prompt: np.ndarray) -> dict[str, tuple[Callable[[], object], int]]:
+    """name -> (call, examples per call): per-example gradients of one batch by gbair (tiled, vmap)
+    and by a jax.grad loop."""
+    batch = jax.device_put(dict(model.featurize(data.texts[:BATCH]), label=data.labels[:BATCH].astype(np.int32)))
+    prompt = jax.device_put(prompt)
     out = {}
     for method in ("tiled", "vmap"):
         kernel = jax.jit(lambda params, prompt, batch, method=method: per_example_grads(
             model.loss_fn, params, prompt, batch, method=method))
-        seconds = median_seconds(lambda: kernel(model.params, prompt, batch).block_until_ready(), repeats)
-        out[f"kernel_{method}_examples_per_s"] = BATCH / seconds
+        out[f"kernel_{method}"] = (lambda kernel=kernel: kernel(model.params, prompt, batch).block_until_ready(), BATCH)
     single = jax.jit(jax.grad(lambda prompt, params, example: model.loss_fn(params, prompt, example)[0]))
     examples = [{k: v[i:i + 1] for k, v in batch.items()} for i in range(BATCH)]
 
@@ -94,49 +126,68 @@ def bench_kernels(model, data: TextDataset, repeats: int) -> dict:
         for example in examples:
             single(prompt, model.params, example).block_until_ready()
 
-    out["naive_examples_per_s"] = BATCH / median_seconds(naive, max(1, repeats // 2))
-    out["kernel_examples_per_s"] = max(out["kernel_tiled_examples_per_s"], out["kernel_vmap_examples_per_s"])
-    out["speedup_vs_naive"] = out["kernel_examples_per_s"] / out["naive_examples_per_s"]
-    out["_batch"], out["_prompt"] = batch, np.asarray(prompt)
+    out["naive"] = (naive, BATCH)
     return out
 
 
-def bench_torch(model, data: TextDataset, prompt: np.ndarray, repeats: int, captum_train: int) -> dict:
-    """torch.func.vmap(grad) per-example gradients and captum TracInCP on the same weights."""
+def torch_contenders(model, data: TextDataset, prompt: np.ndarray, captum_train: int):
+    """(name -> (call, examples per call), versions): torch.func.vmap(grad) per-example gradients of the
+    same batch, and TracInCP (2 checkpoints, `captum_train` x 8) by gbair and by captum, on the same weights."""
     try:
         import torch  # pylint: disable=import-outside-toplevel
         import torch_peers  # pylint: disable=import-outside-toplevel  (benchmarks/ is on sys.path)
     except ImportError as e:
         print(f"PyTorch peers skipped ({e}); install the [bench] extra", file=sys.stderr)
-        return {}
+        return {}, {}
     torch.set_num_threads(os.cpu_count() or 1)
     module = torch_peers.build_torch_classifier(assets.minilm_dir(), np.asarray(model.params["class_embeddings"]),
                                                 scale=20.0)
     features = model.featurize(data.texts[:BATCH])
     labels = data.labels[:BATCH]
-    seconds = median_seconds(lambda: torch_peers.torch_func_grads(module, prompt, features["input_ids"],
-                                                                  features["mask"], labels), repeats)
-    out = {"torch_func_examples_per_s": BATCH / seconds, "torch_version": torch.__version__}
+    out = {"torch_func": (lambda: torch_peers.torch_func_grads(module, prompt, features["input_ids"],
+                                                               features["mask"], labels), BATCH)}
+    versions = {"torch_version": torch.__version__}
     try:
         import captum  # pylint: disable=import-outside-toplevel
     except ImportError:
         print("captum skipped: not installed", file=sys.stderr)
-        return out
+        return out, versions
+    versions["captum_version"] = captum.__version__
     checkpoints = checkpoints_for(model, 2)
     train, test = data.subset(range(captum_train)), data.subset(range(captum_train, captum_train + 8))
-    tracin = torch_peers.make_captum_tracin(module, [(c.prompt, c.learning_rate) for c in checkpoints],
-                                            _arrays(model, train), batch_size=BATCH)
-    seconds = median_seconds(lambda: tracin.influence(_arrays(model, test)), 1)
-    out.update(captum_examples_per_s=captum_train / seconds, captum_version=captum.__version__)
+    trajectory = [(c.prompt, c.learning_rate) for c in checkpoints]
+    tracin = torch_peers.make_captum_tracin(module, trajectory, _arrays(model, train), batch_size=BATCH)
     # captum's per-example loop (sample_wise_grads_per_batch=False): what it does for layers its
     # batched hooks do not support; 16 training examples are enough to time it.
-    loop = torch_peers.make_captum_tracin(module, [(c.prompt, c.learning_rate) for c in checkpoints],
-                                          _arrays(model, train.subset(range(16))), batch_size=BATCH,
-                                          sample_wise=False)
-    out["captum_loop_examples_per_s"] = 16 / median_seconds(lambda: loop.influence(_arrays(model, test)), 1)
+    loop = torch_peers.make_captum_tracin(module, trajectory, _arrays(model, train.subset(range(16))),
+                                          batch_size=BATCH, sample_wise=False)
     gbair_tracin = TracIn(model, checkpoints, batch_size=BATCH)
-    seconds = median_seconds(lambda: gbair_tracin.influence(train, test), 1)
-    out["gbair_tracin_examples_per_s"] = captum_train / seconds
+    out.update(gbair_tracin=(lambda: gbair_tracin.influence(train, test), captum_train),
+               captum=(lambda: tracin.influence(_arrays(model, test)), captum_train),
+               captum_loop=(lambda: loop.influence(_arrays(model, test)), 16))
+    return out, versions
+
+
+def bench_interleaved(model, data: TextDataset, rounds: int, captum_train: int) -> dict:
+    """Every contender of `kernel_contenders` and `torch_contenders` interleaved over `rounds` rounds:
+    NAME_examples_per_s (median over rounds) and the speedups' median, min and max over rounds."""
+    prompt = np.asarray(model.init_prompt(jax.random.key(0)))
+    peers, versions = torch_contenders(model, data, prompt, captum_train)
+    contenders = kernel_contenders(model, data, prompt)
+    naive = contenders.pop("naive")
+    contenders = {**contenders, **peers, "naive": naive}  # torch.func runs right after gbair's kernels
+    times = interleaved_seconds({name: call for name, (call, _) in contenders.items()}, rounds)
+    per_s = {name: [n / t for t in times[name]] for name, (_, n) in contenders.items()}  # examples/s per round
+    out = {"rounds": rounds, **versions, **{f"{name}_examples_per_s": statistics.median(rates)
+                                            for name, rates in per_s.items()}}
+    method = max(("tiled", "vmap"), key=lambda m: out[f"kernel_{m}_examples_per_s"])
+    out["kernel_method"], out["kernel_examples_per_s"] = method, out[f"kernel_{method}_examples_per_s"]
+    kernel = f"kernel_{method}"
+    pairs = {"speedup_vs_naive": (kernel, "naive"), "speedup_vs_torch_func": (kernel, "torch_func"),
+             "speedup_vs_captum": ("gbair_tracin", "captum"), "speedup_vs_captum_loop": ("gbair_tracin", "captum_loop")}
+    for key, (ours, peer) in pairs.items():
+        if peer in per_s:
+            out.update(speedup_summary(key, per_s[ours], per_s[peer]))
     return out
 
 
@@ -199,7 +250,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="kernels and peers only (a few minutes)")
     parser.add_argument("--json", help="write the results here")
-    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--rounds", type=int, default=5, help="interleaved rounds (each contender once per round)")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child == "devices":
@@ -211,21 +262,13 @@ def main() -> None:
 
     model = minilm_classifier(DESCRIPTIONS, prompt_length=PROMPT, max_length=LENGTH)
     data = corpus(512)
+    if args.rounds < 1:
+        parser.error(f"--rounds={args.rounds}, expected >= 1")
     results = {"command": " ".join([os.path.basename(sys.executable)] + sys.argv),
                "machine": f"{platform.machine()}, {os.cpu_count()} cores, {jax.devices()[0].platform}",
-               "date": time.strftime("%Y-%m-%d"), "jax_version": jax.__version__,
+               "cpu_isa": cpu_isa(), "date": time.strftime("%Y-%m-%d"), "jax_version": jax.__version__,
                "batch": BATCH, "text_tokens": LENGTH, "prompt_tokens": PROMPT}
-    kernels = bench_kernels(model, data, args.repeats)
-    prompt = kernels.pop("_prompt")
-    kernels.pop("_batch")
-    results.update(kernels)
-    results.update(bench_torch(model, data, prompt, args.repeats, captum_train=64 if args.quick else 256))
-    if "torch_func_examples_per_s" in results:
-        results["speedup_vs_torch_func"] = results["kernel_examples_per_s"] / results["torch_func_examples_per_s"]
-    if "captum_examples_per_s" in results:
-        results["speedup_vs_captum"] = results["gbair_tracin_examples_per_s"] / results["captum_examples_per_s"]
-        results["speedup_vs_captum_loop"] = (results["gbair_tracin_examples_per_s"]
-                                             / results["captum_loop_examples_per_s"])
+    results.update(bench_interleaved(model, data, args.rounds, captum_train=64 if args.quick else 256))
     if not args.quick:
         results["self_influence_seconds_by_n"] = bench_scaling(model, checkpoints_for(model, 1))
         results["devices"] = device_scaling()

@@ -121,9 +121,42 @@ def test_projected_influence_function_uses_the_projected_gradients():
     checkpoints = toy_checkpoints(model)
     scorer = InfluenceFunction(model, checkpoints, TRAIN, projection_dim=6, batch_size=4)
     assert scorer.influence(TRAIN, TEST).shape == (len(TRAIN), len(TEST))
-    assert scorer._factors[0][0].shape == (6, 6)  # the solve happens in the projected space
+    assert scorer._inverses[0].factor[0].shape == (6, 6)  # the solve happens in the projected space
     with pytest.raises(ValueError, match="damping"):
         InfluenceFunction(model, checkpoints, TRAIN, damping=0.0)
+
+
+@pytest.mark.parametrize("scorer, options, passes", [  # over TRAIN, to build and score it: (kept, streamed)
+    (InfluenceFunction, {"damping": 1e-3}, (1, 2)), (InfluenceFunction, {"damping": 0.1, "curvature": "fisher"}, (3, 4)),
+    (DataInf, {}, (1, 3)), (TRAK, {}, (1, 2))])
+def test_float64_one_gradient_pass_gives_the_streamed_two_pass_scores(scorer, options, passes, monkeypatch):
+    """Training gradients kept from the curvature's pass (the default budget) against every pass computing
+    them again (budget 0): the same lambda and scores, and the kept scorer scores `TRAIN` without another pass."""
+    made = []
+    stream = TracIn._stream
+    monkeypatch.setattr(TracIn, "_stream", lambda self, what, dataset, *rest: (
+        made.append(what) if dataset.ids == TRAIN.ids else None, stream(self, what, dataset, *rest))[1])
+    relabelled = TRAIN.with_labels((TRAIN.labels + 1) % 3)  # not the curvature's set: streamed by both
+    with jax.enable_x64(True):
+        model = toy_model(np.float64)
+        checkpoints = toy_checkpoints(model, dtype=np.float64)
+        results = {}
+        for budget in (None, 0):
+            made.clear()
+            built = scorer(model, checkpoints, TRAIN, batch_size=4, **options,
+                           **({} if budget is None else {"keep_gradients_bytes": budget}))
+            influence = built.influence(TRAIN, TEST)
+            results[budget] = (len(made), built, influence, built.aggregate_influence(TRAIN, TEST),
+                               built.self_influence(TRAIN), built.influence(relabelled, TEST))
+    (kept_passes, kept, *kept_scores), (streamed_passes, streamed, *streamed_scores) = results[None], results[0]
+    assert (kept_passes, streamed_passes) == passes
+    assert kept._kept is not None and streamed._kept is None
+    lam = (kept.damping, streamed.damping) if scorer is InfluenceFunction else (kept.lambdas, streamed.lambdas)
+    np.testing.assert_allclose(*lam, rtol=1e-12)
+    for one_pass, two_passes in zip(kept_scores, streamed_scores):
+        np.testing.assert_allclose(one_pass, two_passes, rtol=1e-9, atol=1e-12 * np.abs(two_passes).max())
+    if scorer is not DataInf and "curvature" not in options:  # 13 gradients of 15 numbers: solved in their span
+        assert kept._inverses[0].factor[0].shape == (len(TRAIN),) * 2
 
 
 @pytest.mark.parametrize("family", ["influence_function", "trak"])
@@ -294,7 +327,7 @@ def test_projected_trak_matches_its_formula_on_projected_gradients(float64_toy):
     square, _ = naive_trak(checkpoints, grads, probabilities, 1e-3, projection=projection, square=True)
     with jax.enable_x64(True):
         scorer = TRAK(model, checkpoints, TRAIN, projection_dim=6, projection_seed=3, batch_size=4)
-        assert scorer._factors[0][0].shape == (6, 6)  # the solve happens in the projected space
+        assert scorer._inverses[0].factor[0].shape == (6, 6)  # the solve happens in the projected space
         check_against(scorer, expected, np.diag(square))
     with pytest.raises(ValueError, match="damping=-1"):
         TRAK(model, checkpoints, TRAIN, damping=-1)

@@ -160,14 +160,18 @@ class TracIn:
         """Yields (begin, valid rows, sharded batch) for fixed-size blocks of `dataset`, logging progress
         (the consumer has the previous block's result on the host before asking for the next)."""
         features = self.model.featurize(dataset.texts)
-        devices = self.mesh.shape[DATA]
-        size = min(self.block_size, -(-len(dataset) // devices) * devices)  # small sets: less padding
+        size = self._block_rows(len(dataset))
         progress = PassProgress(f"TracIn {what}", len(dataset), self.log_every_s)
         for begin in range(0, len(dataset), size):
             indices, weights = pad_indices(np.arange(begin, min(begin + size, len(dataset))), size)
             yield begin, min(size, len(dataset) - begin), self._put(
                 make_batch(features, dataset.labels, indices, weights), self._sharded)
             progress.update(min(begin + size, len(dataset)))
+
+    def _block_rows(self, n: int) -> int:
+        """Rows per block for a dataset of n examples (small sets: less padding)."""
+        devices = self.mesh.shape[DATA]
+        return min(self.block_size, -(-n // devices) * devices)
 
     def _stream(self, what, dataset, fn, extra):
         """Yields (begin, valid count, host output of fn(params, prompts, projection, *extra, batch))."""
@@ -256,14 +260,17 @@ class TracIn:
         return jax.jit(step, out_shardings=(self._replicated, self._replicated))
 
     def _test_side(self, test: TextDataset, *, aggregate: bool) -> jax.Array:
-        """lr_c * preconditioned test features [C, T, d] (or their sum over T, [C, 1, d]), replicated."""
+        """`_host_test_side`, replicated on the mesh."""
+        return self._put(self._host_test_side(test, aggregate=aggregate), self._replicated)
+
+    def _host_test_side(self, test: TextDataset, *, aggregate: bool) -> np.ndarray:
+        """lr_c * preconditioned test features [C, T, d] (or their sum over T, [C, 1, d]), on the host."""
         if len(test) == 0:
             raise ValueError("TracIn: the test set is empty")
         features = self._test_features(test)
         if aggregate:
             features = features.sum(axis=1, keepdims=True)
-        side = self.precondition(features) * self._rates[:, None, None]
-        return self._put(side.astype(self.dtype), self._replicated)
+        return (self.precondition(features) * self._rates[:, None, None]).astype(self.dtype)
 
     def _test_features(self, test: TextDataset) -> np.ndarray:
         """[C, T, d] test-side features before `precondition`: the gradients (TRAK rescales them)."""
