@@ -33,13 +33,14 @@ def sweep(workdir: str, experiment: Experiment = gin.REQUIRED) -> str:
 
 @gin.configurable
 def clean(workdir: str, *, model: PromptModel = gin.REQUIRED, data_file: str | None = None,
-          embedded: Callable[[], Mapping[str, TextDataset]] | None = None, text_column: str = "text",
+          splits: Callable[[], Mapping[str, TextDataset]] | None = None, text_column: str = "text",
           label_column: str = "label", id_column: str | None = None, validation_file: str | None = None,
           decisions_file: str | None = None, strategy: str = "loss", holdout_fraction: float = 0.2,
           train_config: TrainConfig = TrainConfig(), recovery: RecoveryConfig = RecoveryConfig(),
           method: Method = "tiled", seed: int = 0) -> str:
-    """Cleans `data_file` (JSONL or CSV; gbair.data.user_files), or the `embedded` splits' train split
-    (their validation split is then V), with T iterations of `strategy` (gbair.recovery.cleaning). Writes
+    """Cleans `data_file` (JSONL or CSV; gbair.data.user_files), or else the train split of `splits`, a
+    dataset config's splits provider (the embedded corpus's `spam_assassin_splits`, or a seqio/TFDS task's
+    such as `bad_splits`; their validation split is then V), with T iterations of `strategy` (gbair.recovery.cleaning). Writes
     WORKDIR/flagged.csv, WORKDIR/cleaned.<jsonl|csv> (the data minus removals, with relabels, in its own
     format and columns) and WORKDIR/report.html; returns the summary it prints."""
     workdir = files.path(workdir)
@@ -49,9 +50,10 @@ def clean(workdir: str, *, model: PromptModel = gin.REQUIRED, data_file: str | N
 
     if data_file:
         source, validation = read(data_file), None
-    elif embedded is not None:
-        splits = embedded()
-        source, validation = user_files.from_dataset(splits["train"], "the embedded corpus"), splits["validation"]
+    elif splits is not None:
+        given = splits()
+        source = user_files.from_dataset(given["train"], getattr(splits, "__name__", "the dataset config's splits"))
+        validation = given["validation"]
     else:
         raise UserError("DATA_FILE is not set; expected a .jsonl or .csv file, e.g. --gin.DATA_FILE=\"'my.jsonl'\"")
     if validation_file:

@@ -185,11 +185,18 @@ def test_the_job_stops_on_bad_input_before_any_training(tmp_path, tiny_classifie
     assert not (tmp_path / "w").exists()  # nothing trained, nothing recorded
 
 
-def test_the_embedded_corpus_is_cleaned_with_its_validation_split_for_checkpoints(tmp_path, tiny_classifier):
+@pytest.mark.parametrize("through_seqio", [False, True])
+def test_a_dataset_configs_splits_are_cleaned_with_their_validation_split_for_checkpoints(tmp_path, tiny_classifier,
+                                                                                          through_seqio):
+    from gbair.data import seqio_tasks
     from tests.toy_model import toy_spam_splits
 
     splits = toy_spam_splits(train=12, validation=6, test=2)
-    jobs.clean(str(tmp_path), model=tiny_classifier, embedded=lambda: splits, strategy="loss",
+    provider = lambda: splits  # noqa: E731  (the embedded corpus's spam_assassin_splits, in small)
+    if through_seqio:  # a seqio task, as configs/datasets/bad.gin's bad_splits reads one
+        seqio_tasks.register_safety_task("gbair_test_clean", lambda: splits)
+        provider = lambda: seqio_tasks.seqio_splits("gbair_test_clean")  # noqa: E731
+    jobs.clean(str(tmp_path), model=tiny_classifier, splits=provider, strategy="loss",
                train_config=trainer.TrainConfig(optimizer="adam", learning_rate=0.05, batch_size=8, num_steps=4,
                                                 checkpoint_every=2, select_by="loss"),
                recovery=RecoveryConfig(iterations=1, flag_count=2))
@@ -214,6 +221,10 @@ def test_clean_gin_runs_the_cleaning_job_with_loss_on_the_embedded_corpus_by_def
     assert gin.query_parameter("execute.job").selector == "clean"
     assert gin.query_parameter("%STRATEGY") == "loss"
     assert gin.query_parameter("%DATA_FILE") is None
-    assert gin.query_parameter("clean.embedded").selector == "spam_assassin_splits"
+    assert gin.query_parameter("clean.splits").selector == "spam_assassin_splits"
+    gin.clear_config()
+    config.parse(["configs/runs/clean.gin", "configs/datasets/bad.gin"], ["clean.splits = @bad_splits"])
+    assert gin.query_parameter("clean.splits").selector == "bad_splits"  # a seqio task's splits, as documented
+    assert gin.query_parameter("%CLASS_NAMES") == ["ok", "not ok"]
     assert gin.query_parameter("TrainConfig.select_by") == "last"  # loss then needs no validation split
     gin.clear_config()
