@@ -160,11 +160,12 @@ def run_until(command, marker: str, env: dict[str, str]) -> str:
 
 def test_sigkill_series_then_rerun_gives_the_same_results_and_leaves_nothing_behind(raced, tmp_path, tiny_bert_dir,
                                                                                      compile_cache_env):
-    """Killed during training (as it saves a checkpoint), during TRAK's curvature pass and during its
-    scoring pass; each rerun takes over the dead process's lock, and the last one finishes."""
+    """Killed during training (as it saves a checkpoint), during TRAK's curvature pass (which keeps the
+    training gradients it scores from) and during its test-side pass; each rerun takes over the dead
+    process's lock, and the last one finishes."""
     reference = raced[0]
     command = sweep_command(tmp_path, tiny_bert_dir, *TRACIN_AND_TRAK, "--verbosity=1")  # logs each pass
-    for i, marker in enumerate(["step 5: validation", "TracIn TRAK kernel: a pass", "TracIn influence: a pass"]):
+    for i, marker in enumerate(["step 5: validation", "TracIn TRAK kernel: a pass", "TracIn TRAK test side: a pass"]):
         log = run_until(command, marker, compile_cache_env)
         assert ("taking over the lock left by pid" in log) == (i > 0), log[-4000:]
     rerun = subprocess.run(command, cwd=REPO, env=compile_cache_env, capture_output=True, text=True, timeout=600)
