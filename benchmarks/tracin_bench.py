@@ -236,6 +236,16 @@ def memory_child(n: int) -> dict:
             "all_gradients_would_need_mb": n * PROMPT * 384 * 4 / 2**20, "finite": bool(np.isfinite(scores).all())}
 
 
+def memory_run(n: int) -> dict:
+    """memory_child(n) in a fresh process (its peak RSS is its own), with examples/s added."""
+    done = subprocess.run([sys.executable, __file__, "--child", f"memory:{n}"], capture_output=True, text=True,
+                          check=True)
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    print(f"N = {n}: {result['seconds']:.1f} s, peak RSS while scoring {result['peak_rss_while_scoring_mb']:.0f} MB "
+          f"(before {result['rss_before_scoring_mb']:.0f} MB)", file=sys.stderr)
+    return {**result, "examples_per_s": n / result["seconds"]}
+
+
 def devices_child() -> dict:
     model = minilm_classifier(DESCRIPTIONS, prompt_length=PROMPT, max_length=LENGTH)
     tracin = TracIn(model, checkpoints_for(model, 1), batch_size=16)
@@ -251,6 +261,9 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="kernels and peers only (a few minutes)")
     parser.add_argument("--json", help="write the results here")
     parser.add_argument("--rounds", type=int, default=5, help="interleaved rounds (each contender once per round)")
+    parser.add_argument("--scale", default=None, metavar="N,N,...",
+                        help="only TracIn's time and peak memory over these training-set sizes (16 text tokens, "
+                             "1 checkpoint, each size in a fresh process), e.g. 10000,30000,100000")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child == "devices":
@@ -258,6 +271,12 @@ def main() -> None:
         return
     if args.child and args.child.startswith("memory"):
         print(json.dumps(memory_child(int(args.child.split(":")[1]))))
+        return
+
+    if args.scale:
+        finish({"command": " ".join([os.path.basename(sys.executable)] + sys.argv), "cpu_isa": cpu_isa(),
+                "date": time.strftime("%Y-%m-%d"), "scale": [memory_run(int(n)) for n in args.scale.split(",")]},
+               args.json)
         return
 
     model = minilm_classifier(DESCRIPTIONS, prompt_length=PROMPT, max_length=LENGTH)
@@ -272,9 +291,7 @@ def main() -> None:
     if not args.quick:
         results["self_influence_seconds_by_n"] = bench_scaling(model, checkpoints_for(model, 1))
         results["devices"] = device_scaling()
-        memory = subprocess.run([sys.executable, __file__, "--child", "memory:20000"], capture_output=True,
-                                text=True, check=True)
-        results["memory_20000"] = json.loads(memory.stdout.strip().splitlines()[-1])
+        results["memory_20000"] = memory_run(20000)
     finish(results, args.json)
 
 
