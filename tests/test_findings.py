@@ -2,6 +2,7 @@
 correction against a hand-worked example, and byte-identical regeneration of findings.md/.csv."""
 
 import csv
+import dataclasses
 import math
 import pathlib
 import random
@@ -286,6 +287,17 @@ def test_verdicts_and_formatting(study, analysed):
     cell = f"{x.test.mean:.2f} [{x.test.ci_low:.2f}, {x.test.ci_high:.2f}]"
     assert f"| H3a/0.3/recovered_test_auc | trak - tracin | main | +1 | 10 | {cell} | {x.test.p:.2g} | " \
            f"{x.holm_p:.2g} | {x.wins}/10 | {x.verdict} |" in markdown
+
+
+def test_a_verdict_short_of_its_target_seeds_is_shown_as_interim(analysed):
+    supported = by_id(analysed)["H4a/0.3/detection_auroc"]  # a control row: target 5 seeds
+    assert supported.verdict == "supported" and supported.n >= findings.TARGET_SEEDS["controls"]
+    kept = dict(list(supported.differences.items())[:findings.TARGET_SEEDS["controls"] - 1])
+    short = dataclasses.replace(supported, differences=kept)  # same verdict, one seed short
+    assert findings.to_markdown([short]).splitlines()[-1].endswith("| supported (interim) |")
+    assert findings.to_markdown([supported]).splitlines()[-1].endswith("| supported |")
+    no_data = dataclasses.replace(short, verdict="not supported")
+    assert findings.to_markdown([no_data]).splitlines()[-1].endswith("| not supported |")
 
 
 def test_complete_study_is_not_interim(tmp_path):

@@ -262,7 +262,14 @@ def _markdown_row(f: Finding) -> list[str]:
     c, t = f.comparison, f.test or _NO_TEST
     interval = tables.MISSING if f.test is None else f"{t.mean:.2f} [{t.ci_low:.2f}, {t.ci_high:.2f}]"
     return [c.row_id, c.text, c.arm, f"{c.direction:+d}", str(f.n), interval, _number(t.p, ".2g"),
-            _number(f.holm_p, ".2g"), f"{f.wins}/{f.n}", f.verdict]
+            _number(f.holm_p, ".2g"), f"{f.wins}/{f.n}", _shown_verdict(f)]
+
+
+def _shown_verdict(f: Finding) -> str:
+    """The verdict, marked interim on a row short of its target seeds: the protocol decides a hypothesis
+    only at its target (and the Holm family is still incomplete), so no reader should take it as final."""
+    short = f.n < TARGET_SEEDS[f.comparison.family] and f.verdict in ("supported", "contradicted")
+    return f"{f.verdict} (interim)" if short else f.verdict
 
 
 def to_markdown(findings: list[Finding]) -> str:
@@ -276,7 +283,8 @@ def to_markdown(findings: list[Finding]) -> str:
     lines += ["Per seed, the difference named in `comparison`; mean [95% Student-t interval] over seeds, "
               "two-sided one-sample t-test p, Holm p within the family (over its m rows with at least two "
               f"seeds), wins = seeds with a difference > 0. Verdict at Holm p < {ALPHA:g}: supported in the "
-              "hypothesised direction (`dir`), contradicted in the other.",
+              "hypothesised direction (`dir`), contradicted in the other" + ('; "(interim)" on a row short of its '
+              'target seeds, where the protocol decides nothing yet.' if short else "."),
               "Regenerate: `python -m gbair.reports.findings DIR` on this directory.", ""]
     header = ["row", "comparison", "arm", "dir", "n", "mean [95% interval]", "p", "Holm p", "wins", "verdict"]
     for family in FAMILIES:
