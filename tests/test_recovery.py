@@ -259,24 +259,29 @@ def test_relabel_file_is_applied_to_the_corrupted_training_set(tmp_path, tiny_be
     from gbair.data.corruption import corrupt_labels  # pylint: disable=import-outside-toplevel
     from tests.toy_model import toy_spam_splits  # pylint: disable=import-outside-toplevel
     noisy, flipped = corrupt_labels(toy_spam_splits()["train"], 0.25, seed=0)
-    fix, drop = [noisy.ids[i] for i in np.flatnonzero(flipped)[:2]]
+    fix, drop, kept = [noisy.ids[i] for i in np.flatnonzero(flipped)[:3]]
     true_name = noisy.class_names[1 - noisy.labels[noisy.ids.index(fix)]]
     decisions = tmp_path / "decisions.json"
     decisions.write_text(json.dumps({"decisions": [{"id": fix, "action": "relabel", "label": true_name},
-                                                   {"id": drop, "action": "remove"}]}))
+                                                   {"id": drop, "action": "remove"},
+                                                   {"id": kept, "action": "keep"}]}))  # a person says: right
     result = subprocess.run(sweep_command(tmp_path / "run", tiny_bert_dir, f"--gin.RELABEL_FILE='{decisions}'",
                                           "--gin.Experiment.strategy_names=['oracle']",
-                                          "--gin.RecoveryConfig.iterations=0"),
+                                          "--gin.RecoveryConfig.iterations=1"),
                             cwd=REPO, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-4000:]
-    [row] = read_rows(tmp_path / "run")
-    assert (row["n_train"], row["n_corrupted_remaining"]) == ("39", "8")  # 10 flipped: one fixed, one removed
+    it0, it1 = read_rows(tmp_path / "run")
+    assert (it0["n_train"], it0["n_corrupted_remaining"]) == ("39", "8")  # 10 flipped: one fixed, one removed
+    # The oracle flags flipped labels first (4 of the 8 left), but never the kept or the relabelled one.
+    state = json.loads(next((tmp_path / "run").glob("cells/*/*/*/oracle/it1/state.json")).read_text())
+    assert (it1["n_flagged"], it1["n_flagged_corrupted"]) == ("4", "4") and {kept, fix} <= set(state["ids"])
 
 
 def test_top_k_is_a_stable_full_sort_and_balanced_weights_equalise_classes():
     scores = np.array([0.5, 2.0, 0.5, -1.0, 2.0])
     np.testing.assert_array_equal(strategies.top_k(scores, 3), [1, 4, 0])
     np.testing.assert_array_equal(strategies.top_k(scores, 9), np.argsort(-scores, kind="stable"))
+    np.testing.assert_array_equal(strategies.top_k(scores, 3, exclude=np.array([4, 2])), [1, 0, 3])  # reviewed
     labels = np.array([0, 0, 0, 1])
     weights = strategies.query_weights(labels, balance_classes=True)
     assert weights[labels == 0].sum() == pytest.approx(weights[labels == 1].sum())

@@ -47,6 +47,11 @@ def read_decisions(dataset: TextDataset, path: os.PathLike) -> dict[str, dict]:
     return decisions
 
 
+def reviewed(decisions: dict[str, dict]) -> set[str]:
+    """Ids a person decided to keep or relabel: their labels are settled, so no strategy flags them again."""
+    return {example_id for example_id, d in decisions.items() if d["action"] != "remove"}
+
+
 def apply(dataset: TextDataset, decisions: dict[str, dict]) -> TextDataset:
     """`dataset` minus the removed examples, with the relabelled ones' new labels (ids not in it are ignored)."""
     labels = dataset.labels.copy()

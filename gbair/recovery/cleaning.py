@@ -157,7 +157,7 @@ def _score(model: PromptModel, train: TextDataset, validation: TextDataset | Non
     scores = strategies.score(strategy, context)
     probabilities = trainer.predict(model, chosen.prompt, train, train_config.eval_batch_size)
     excluded = set(exclude_ids)
-    order = np.array([i for i in strategies.top_k(scores, len(scores)) if train.ids[i] not in excluded], np.int64)
+    order = strategies.top_k(scores, len(scores), exclude=np.flatnonzero([i in excluded for i in train.ids]))
     given = train.labels[order]
     issues = LabelIssues(
         strategy=strategy, meaning=strategies.MEANINGS[strategy], class_names=tuple(train.class_names),
@@ -235,7 +235,7 @@ class Cleaner:
         self.model, self.strategy, self.method, self.seed = model, strategy, method, seed
         self.train_config, self.recovery = train_config, recovery
         self.decisions, self.data_ids = dict(decisions or {}), data.ids
-        self.reviewed = {i for i, d in self.decisions.items() if d["action"] != "remove"}
+        self.reviewed = decisions_lib.reviewed(self.decisions)
         self.held_out = validation is None and needs_validation(strategy, train_config)
         rest, validation = hold_out(data, holdout_fraction, seed) if self.held_out else (data, validation)
         self.train = decisions_lib.apply(rest, self.decisions)

@@ -23,7 +23,7 @@ import numpy as np
 from gbair import UserError, files
 from gbair.data.corruption import corrupt_labels
 from gbair.data.dataset import TextDataset, check_splits
-from gbair.data.decisions import apply_decisions
+from gbair.data.decisions import apply_decisions, read_decisions, reviewed
 from gbair.influence.second_order import CURVATURES
 from gbair.models.prompts import PromptModel
 from gbair.recovery import strategies
@@ -177,8 +177,20 @@ class Cell:
 def corrupted_train(cell: Cell, clean_train: TextDataset, recovery: RecoveryConfig,
                     relabel_file: str | None) -> TextDataset:
     """The cell's corrupted training set, with a person's decisions applied when given."""
-    noisy, _ = corrupt_labels(clean_train, cell.rate, seed=cell.seed, stratified=recovery.stratified_corruption)
+    noisy = _corrupted(cell, clean_train, recovery)
     return apply_decisions(noisy, relabel_file) if relabel_file else noisy
+
+
+def _corrupted(cell: Cell, clean_train: TextDataset, recovery: RecoveryConfig) -> TextDataset:
+    return corrupt_labels(clean_train, cell.rate, seed=cell.seed, stratified=recovery.stratified_corruption)[0]
+
+
+def reviewed_ids(cell: Cell, clean_train: TextDataset, recovery: RecoveryConfig,
+                 relabel_file: str | None) -> set[str]:
+    """Ids of the cell's corrupted training set that the decisions file keeps or relabels: never flagged."""
+    if not relabel_file:
+        return set()
+    return reviewed(read_decisions(_corrupted(cell, clean_train, recovery), relabel_file))
 
 
 @gin.configurable

@@ -40,7 +40,7 @@ from gbair.models.prompts import PromptCheckpoint, PromptModel
 from gbair.recovery import strategies
 from gbair.scalars import Scalars
 from gbair.recovery.experiment import (COLUMNS, EXPLAIN_FILE, IDENTITY_FILE, SCALARS_DIR, Cell, Experiment,
-                                       RecoveryConfig, corrupted_train, save_explanations)
+                                       RecoveryConfig, corrupted_train, reviewed_ids, save_explanations)
 from gbair.train import checkpoints as prompt_checkpoints
 from gbair.train import trainer
 from gbair.train.metrics import detection_metrics
@@ -172,6 +172,7 @@ class Sweep:
                 validation: TextDataset, test: TextDataset) -> list[dict]:
         """Iterations 1..T of one strategy, resuming after the last finished one."""
         train, previous, rows = noisy_train, cell.path / "corrupted", []
+        reviewed = reviewed_ids(cell, clean_train, self.recovery, self.relabel_file)
         for t in range(1, self.recovery.iterations + 1):
             directory = cell.path / name / f"it{t}"
             state_path = self.workdir / directory / "state.json"
@@ -201,7 +202,8 @@ class Sweep:
                 balance_classes=self.recovery.balance_classes, projection_dim=self.recovery.projection_dim,
                 damping=self.recovery.damping, curvature=self.recovery.curvature)
             suspicion = strategies.score(name, context)
-            flagged = strategies.top_k(suspicion, self.recovery.k(len(train)))
+            kept = np.flatnonzero([example_id in reviewed for example_id in train.ids])  # a person's keep/relabel
+            flagged = strategies.top_k(suspicion, self.recovery.k(len(train)), exclude=kept)
             save_explanations(self.workdir / directory / EXPLAIN_FILE, train, misclassified, predicted[wrong],
                               influence if name in strategies.TRACIN_BASED else None, flagged, suspicion,
                               probabilities[wrong].max(1))

@@ -269,6 +269,10 @@ def score(strategy: str, context: SelectionContext) -> np.ndarray:
     return scores
 
 
-def top_k(scores: np.ndarray, k: int) -> np.ndarray:
-    """Indices of the k highest scores, highest first; ties in dataset order."""
-    return np.argsort(-scores, kind="stable")[:min(k, len(scores))]
+def top_k(scores: np.ndarray, k: int, exclude: np.ndarray | None = None) -> np.ndarray:
+    """Indices of the k highest scores, highest first; ties in dataset order; none of the indices in
+    `exclude` (examples a person already reviewed: kept or relabelled, never flagged again)."""
+    order = np.argsort(-scores, kind="stable")
+    if exclude is not None and len(exclude):
+        order = order[~np.isin(order, exclude)]
+    return order[:min(k, len(order))]
