@@ -150,6 +150,7 @@ class Sweep:
     def run_cell(self, cell: Cell, splits: Mapping[str, TextDataset], strategy_names: Sequence[str]) -> None:
         clean_train, validation, test = splits["train"], splits["validation"], splits["test"]
         noisy_train = corrupted_train(cell, clean_train, self.recovery, self.relabel_file)
+        reviewed = reviewed_ids(cell, clean_train, self.recovery, self.relabel_file)  # once per cell
         true_labels = clean_train.by_ids(noisy_train.ids).labels
         base = {"n_flagged": 0, "n_flagged_corrupted": 0}
         corrupted = self.cached_run(cell.path / "corrupted", noisy_train, splits, cell.seed,
@@ -163,16 +164,16 @@ class Sweep:
                                                                  {**base, "n_corrupted_remaining": 0}))]
             else:
                 rows = [cell.row(name, 0, **corrupted)] + self.iterate(cell, name, clean_train, noisy_train,
-                                                                       validation, test)
+                                                                       validation, test, reviewed)
             write_scalars(self.workdir / SCALARS_DIR / cell.path / name, rows)
             files.write_json(done, rows)
             self.write_results()
 
     def iterate(self, cell: Cell, name: str, clean_train: TextDataset, noisy_train: TextDataset,
-                validation: TextDataset, test: TextDataset) -> list[dict]:
-        """Iterations 1..T of one strategy, resuming after the last finished one."""
+                validation: TextDataset, test: TextDataset, reviewed: set[str]) -> list[dict]:
+        """Iterations 1..T of one strategy, resuming after the last finished one; `reviewed`: ids a
+        person kept or relabelled, never flagged."""
         train, previous, rows = noisy_train, cell.path / "corrupted", []
-        reviewed = reviewed_ids(cell, clean_train, self.recovery, self.relabel_file)
         for t in range(1, self.recovery.iterations + 1):
             directory = cell.path / name / f"it{t}"
             state_path = self.workdir / directory / "state.json"
