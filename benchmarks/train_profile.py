@@ -69,7 +69,7 @@ def profile_run(model, splits, config, timer: Timer, directory: str) -> float:
     with timer.phase("test evaluation"):
         trainer.evaluate(model, chosen.prompt, splits["test"], config.eval_batch_size)
     with timer.phase("one-class check"):
-        trainer.warn_if_one_class(model, chosen.prompt, splits["validation"], directory, config.eval_batch_size)
+        trainer.warn_if_one_class(model, chosen, splits["validation"], directory, config.eval_batch_size)
     return time.perf_counter() - begin
 
 
