@@ -1,13 +1,16 @@
-"""What both entry points share: the user's mistakes print as one line, tracebacks hide behind --debug.
+"""What every entry point shares: absl flags (`--workdir=...`, as gbair.main), the user's mistakes as
+one line, tracebacks behind --debug (listed in each entry point's --helpshort).
 
 Exit status: 2 for a wrong command line (flags, gin files, bindings), 1 for any other error of the
 user's (`gbair.UserError`, a missing file), a traceback for anything else (a bug: please report it).
 """
 
+import logging as std_logging
+import os
 import sys
 from typing import Callable, NoReturn
 
-from absl import app, flags
+from absl import app, flags, logging
 
 from gbair import UsageError, UserError
 
@@ -28,12 +31,29 @@ def _parse_flags(argv: list[str]) -> list[str]:
         fail(f"{e} (see --helpshort)", 2)
 
 
+def quiet_library_logs() -> None:
+    """Orbax and JAX log every checkpoint write (and JAX each backend it does not find) at INFO; keep
+    INFO for gbair's own progress only."""
+    gbair_dir = os.path.dirname(os.path.abspath(__file__))
+    logging.get_absl_handler().addFilter(
+        lambda record: record.levelno >= std_logging.WARNING or record.pathname.startswith(gbair_dir))
+
+
+def define_workdir(help_text: str) -> None:
+    """The required --workdir of a tool that reads one (call it under `if __name__ == "__main__"`: the
+    sweep imports these tools inside gbair.main, which has its own --workdir)."""
+    flags.DEFINE_string("workdir", None, help_text, required=True)
+    FLAGS.register_key_flag_for_module(sys.argv[0], FLAGS["workdir"])
+
+
 def run(main: Callable[[list[str]], None], argv: list[str]) -> None:
     """absl's app.run(main), with flag errors and the user's errors as one line each."""
+    FLAGS.register_key_flag_for_module(sys.argv[0], FLAGS["debug"])  # --helpshort lists the main module's flags
 
     def guarded(args: list[str]) -> None:
         if len(args) > 1:
             fail(f"unexpected arguments: {args[1:]}", 2)
+        quiet_library_logs()
         try:
             main(args)
         except (UserError, FileNotFoundError) as e:

@@ -1,4 +1,4 @@
-"""Gin set-up shared by the entry points: where configs live, parsing, running the configured job, logs.
+"""Gin set-up shared by the entry points: where configs live, parsing, early checks, running the job.
 
 `parse` remembers what it parsed; the job records it, with the operative config, in WORKDIR/config.gin
 and WORKDIR/gin_config.json once it has validated it (gbair.run_record), so tools such as
@@ -6,7 +6,6 @@ and WORKDIR/gin_config.json once it has validated it (gbair.run_record), so tool
 """
 
 import dataclasses
-import logging as std_logging
 import os
 import pathlib
 import re
@@ -14,7 +13,6 @@ import tokenize
 from typing import Callable, Sequence
 
 import gin
-from absl import logging
 
 from gbair import UsageError, UserError, run_record
 
@@ -35,6 +33,32 @@ def execute(workdir: str, job: Callable[[str], object] = gin.REQUIRED) -> object
         if str(e).startswith("Required bindings"):
             raise UserError(str(e)) from e
         raise
+
+
+def check_settings() -> None:
+    """Checks, right after parsing, the settings that need no data (strategy names, rates, seeds, the
+    TrainConfig and RecoveryConfig fields): a typo fails at once, not after the job has loaded its data.
+    The job checks them again when it builds them; unbound settings keep their defaults."""
+    from gbair.recovery import cleaning, experiment  # pylint: disable=import-outside-toplevel
+
+    experiment.check_grid(*(_bound(f"Experiment.{name}") for name in ("strategy_names", "corruption_rates", "seeds")))
+    strategy = _bound("clean.strategy")
+    if isinstance(strategy, str):
+        cleaning.check_strategy_name(strategy)
+    gbair.train.trainer.TrainConfig()
+    experiment.RecoveryConfig()
+
+
+def _bound(name: str) -> object:
+    """The value gin binds to `name` (a macro followed to its value), or None when it is unbound or is
+    something only the job can evaluate (a @reference)."""
+    try:
+        value = gin.query_parameter(name)
+        while isinstance(value, gin.config.ConfigurableReference) and value.config_key[1] == "gin.macro":
+            value = gin.query_parameter(f"%{value.config_key[0]}")
+    except ValueError:
+        return None
+    return None if isinstance(value, gin.config.ConfigurableReference) else value
 
 
 def find_gin_file(name: str) -> str:
@@ -108,10 +132,3 @@ def effective_settings() -> str:
                   for field in dataclasses.fields(built)]
     return "\n".join(lines + ["", "# Everything the gin files and bindings set (gin.config_str()):",
                               gin.config_str()])
-
-
-def quiet_library_logs() -> None:
-    """Orbax and JAX log every checkpoint write at INFO; keep INFO for gbair's own progress only."""
-    gbair_dir = str(REPO_ROOT / "gbair")
-    logging.get_absl_handler().addFilter(
-        lambda record: record.levelno >= std_logging.WARNING or record.pathname.startswith(gbair_dir))

@@ -316,7 +316,6 @@ def define_flags() -> None:
 
 def main(argv: list[str]) -> None:
     del argv  # cli.run refuses positional arguments
-    config.quiet_library_logs()
     explainer = RunExplainer(FLAGS.workdir)
     cell = explainer.cell(FLAGS.dataset, FLAGS.rate, FLAGS.seed)
     scores = explainer.scores(cell, FLAGS.strategy, FLAGS.iteration, FLAGS.example)

@@ -49,17 +49,18 @@ def rewrite_gin_args(argv: list[str]) -> list[str]:
 
 def main(argv: list[str]) -> None:
     del argv  # cli.run refuses positional arguments
-    config.quiet_library_logs()
     if not FLAGS.gin_file:
         raise UsageError("give at least one --gin_file (e.g. configs/runs/train.gin)")
     if FLAGS.print_config:
         config.parse(FLAGS.gin_file, FLAGS.gin_bindings)
+        config.check_settings()
         print(config.effective_settings())
         return
     if FLAGS.workdir is None:
         raise UsageError("flag --workdir must have a value (or give --print_config to only print the settings)")
     hosts.initialize(FLAGS.distributed, FLAGS.coordinator_address, FLAGS.num_processes, FLAGS.process_id)
     config.parse(FLAGS.gin_file, FLAGS.gin_bindings)
+    config.check_settings()  # before the job loads any data
     workdir = files.path(FLAGS.workdir)
     if hosts.is_writer():
         workdir.mkdir(parents=True, exist_ok=True)

@@ -4,11 +4,14 @@ One event folder per training run (loss and examples/s every log window, validat
 every checkpoint) and per G-BAIR strategy of a cell (test metrics, flagged precision and detection
 per iteration, step = iteration), so `tensorboard --logdir WORKDIR/tensorboard` shows them all.
 Only process 0 writes. clu (and TensorFlow under it) is imported on the first write only, with
-TensorFlow kept off the GPUs (they are JAX's).
+TensorFlow kept off the GPUs (they are JAX's) and its known start-up lines held back (STARTUP_NOISE).
 """
 
+import contextlib
 import os
-from typing import Mapping
+import sys
+import tempfile
+from typing import Iterator, Mapping
 
 import jax
 
@@ -36,9 +39,43 @@ class Scalars:
             self._writer = None
 
 
-def _create_writer(logdir: str):
-    import tensorflow as tf  # pylint: disable=import-outside-toplevel
-    from clu import metric_writers  # pylint: disable=import-outside-toplevel
+# What TensorFlow's C++ start-up writes on every machine without a GPU (or about its CPU build): not
+# errors of this run, which only writes event files with it. Every other line is passed on.
+STARTUP_NOISE = (
+    "All log messages before absl::InitializeLog() is called are written to STDERR",
+    "oneDNN custom operations are on",
+    "Could not find cuda drivers on your machine",
+    "failed call to cuInit",
+    "This TensorFlow binary is optimized to use available CPU instructions",
+    "To enable the following instructions",
+)
 
-    tf.config.set_visible_devices([], "GPU")  # TensorFlow only writes event files
-    return metric_writers.create_default_writer(logdir, asynchronous=False)
+
+def _create_writer(logdir: str):
+    with _without_startup_noise():
+        import tensorflow as tf  # pylint: disable=import-outside-toplevel
+        from clu import metric_writers  # pylint: disable=import-outside-toplevel
+
+        tf.config.set_visible_devices([], "GPU")  # TensorFlow only writes event files
+        return metric_writers.create_default_writer(logdir, asynchronous=False)
+
+
+@contextlib.contextmanager
+def _without_startup_noise() -> Iterator[None]:
+    """TensorFlow's C++ logs go straight to file descriptor 2, before any Python filter could see them:
+    hold fd 2 in a file meanwhile, then pass on every line that is not STARTUP_NOISE."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as held:
+        os.dup2(held.fileno(), 2)
+        try:
+            yield
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
+            held.seek(0)
+            for line in held.read().decode("utf-8", errors="replace").splitlines(keepends=True):
+                if not any(noise in line for noise in STARTUP_NOISE):
+                    sys.stderr.write(line)
+            sys.stderr.flush()

@@ -373,8 +373,13 @@ def _real_corpus_dir() -> Path | None:
 
 
 @pytest.mark.skipif(_real_corpus_dir() is None, reason="SpamAssassin corpus not installed")
-def test_real_corpus_counts():
-    ds, report = load_spam_assassin(_real_corpus_dir())
+def test_real_corpus_counts(caplog):
+    with caplog.at_level("INFO"):
+        ds, report = load_spam_assassin(_real_corpus_dir())
+    # The pinned corpus's one bad record is reported once, as known, and is no warning.
+    assert [r.levelname for r in caplog.records if "known bad record" in r.getMessage()] == ["INFO"]
+    assert "1 known bad record skipped (listed in gbair.data.spam_assassin.KNOWN_BAD_RECORDS)" in caplog.text
+    assert not [r for r in caplog.records if r.levelname == "WARNING"]
     assert report.n_read == 6046
     assert report.skipped["checksum_mismatch"] == ("hard-ham-1/00230.244a63cd74c81123ef26129453e32c95.json",)
     assert report.counts() == {"invalid_record": 0, "checksum_mismatch": 1, "unparsable": 0, "empty": 0}

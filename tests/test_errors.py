@@ -70,6 +70,29 @@ CASES = [  # (name, extra arguments (or a function of tmp_path giving one), mess
 ]
 
 
+@gin.configurable
+def splits_that_must_not_load():
+    raise AssertionError("the data were loaded")
+
+
+@pytest.mark.parametrize("gin_file, binding, fragment", [
+    ("tests/tiny_sweep.gin", "Experiment.strategy_names = ['clean', 'tracn']",
+     "Experiment.strategy_names: unknown ['tracn'], expected from"),
+    ("tests/tiny_sweep.gin", "Experiment.seeds = [-1]", "Experiment.seeds=[-1], expected non-negative ints"),
+    ("tests/tiny_sweep.gin", "RecoveryConfig.action = 'drop'", "RecoveryConfig.action='drop'"),
+    ("configs/runs/clean.gin", "STRATEGY = 'oracle'", "strategy 'oracle': expected one of"),  # through a macro
+])
+def test_cheap_settings_are_refused_before_any_data_is_loaded(gin_file, binding, fragment):
+    config.parse([gin_file], ["SPLITS = @splits_that_must_not_load()", "clean.splits = @splits_that_must_not_load",
+                              binding])
+    try:
+        with pytest.raises(UserError) as raised:
+            config.check_settings()  # gbair.main calls it right after parsing, before the job builds its data
+    finally:
+        gin.clear_config()
+    assert fragment in str(raised.value).splitlines()[0]  # the line the entry points print
+
+
 @pytest.mark.parametrize("name, extra, fragment, status", CASES, ids=[c[0] for c in CASES])
 def test_bad_input_is_one_line_and_leaves_the_workdir_as_it_was(finished, tmp_path, tiny_bert_dir,
                                                                  name, extra, fragment, status):

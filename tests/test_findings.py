@@ -320,10 +320,10 @@ def test_each_arm_holds_one_dataset(tmp_path):
 
 def test_output_is_deterministic_and_independent_of_row_order(study, tmp_path):
     path = write_study(tmp_path / "results.csv", study)
-    findings.main([str(tmp_path)])
+    findings.write_findings(tmp_path)
     first = {name: (tmp_path / name).read_bytes() for name in ("findings.md", "findings.csv")}
     env = {"PATH": "/usr/bin:/bin", "PYTHONPATH": str(REPO)}
-    out = subprocess.run([sys.executable, "-m", "gbair.reports.findings", str(tmp_path)], cwd=REPO, env=env,
+    out = subprocess.run([sys.executable, "-m", "gbair.reports.findings", f"--workdir={tmp_path}"], cwd=REPO, env=env,
                          capture_output=True, text=True, check=True).stdout
     assert out.encode("utf-8") == first["findings.md"]
     assert {name: (tmp_path / name).read_bytes() for name in first} == first

@@ -1,13 +1,15 @@
 """`python -m gbair.main` end to end on a tiny random BERT and the SpamAssassin fixtures."""
 
 import json
+import os
 import pathlib
 import subprocess
 import sys
 
 import numpy as np
+from absl import flags
 
-from gbair import main
+from gbair import cli, main, scalars
 
 REPO = pathlib.Path(__file__).resolve().parent.parent
 
@@ -69,6 +71,22 @@ def test_missing_gin_file_is_a_usage_error(tmp_path):
     result = subprocess.run([sys.executable, "-m", "gbair.main", "--gin_file=configs/runs/nope.gin",
                              f"--workdir={tmp_path}"], cwd=REPO, capture_output=True, text=True, timeout=120)
     assert result.returncode != 0 and "--gin_file=configs/runs/nope.gin: no such file" in result.stderr
+
+
+def test_every_entry_point_lists_debug_in_its_helpshort(monkeypatch):
+    monkeypatch.setattr(sys, "argv", ["some_entry_point.py"])
+    monkeypatch.setattr(cli.app, "run", lambda *args, **kwargs: None)  # only cli.run's flag set-up
+    cli.run(lambda argv: None, sys.argv)
+    assert "--[no]debug: Show the full traceback" in flags.FLAGS.module_help("some_entry_point.py")
+
+
+def test_tensorflow_start_up_noise_is_held_back_and_every_other_line_passes(capfd):
+    with scalars._without_startup_noise():  # pylint: disable=protected-access
+        os.write(2, b"I0000 cudart_stub.cc:31] Could not find cuda drivers on your machine, GPU will not be used.\n")
+        os.write(2, b"E0000 cuda_platform.cc:52] failed call to cuInit: INTERNAL: CUDA error\n")
+        os.write(2, b"E0000 something else went wrong\n")
+    err = capfd.readouterr().err
+    assert err == "E0000 something else went wrong\n"
 
 
 def test_gin_dot_flags_become_bindings():

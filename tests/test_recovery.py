@@ -15,8 +15,10 @@ import gin
 import numpy as np
 import pytest
 
-from gbair import UserError
-from gbair.recovery import experiment, strategies
+from gbair import UserError, files
+from gbair.recovery import experiment, loop, strategies
+from gbair.reports import plots
+from gbair.train.metrics import found_by_prefix
 from gbair.train import checkpoints as prompt_checkpoints
 from gbair.train import trainer
 from gbair.recovery.experiment import COLUMNS
@@ -84,6 +86,35 @@ def test_rows_follow_the_bookkeeping(uninterrupted):
             assert 0 < int(row["n_misclassified"]) <= 16
     assert all(float(r["detection_auroc"]) == float(r["detection_ap"]) == 1.0
                for r in by_strategy["oracle"] if r["iteration"] != "0")
+
+
+def test_the_sweep_writes_each_strategys_recovery_curve_at_iteration_1(uninterrupted):
+    workdir, _ = uninterrupted
+    curves = plots.load_curves(workdir / experiment.RECOVERY_CURVES_FILE)
+    assert sorted(curves) == [("spam_assassin", 0.25, s) for s in ("loss", "oracle", "random", "tracin")]
+    oracle = curves[("spam_assassin", 0.25, "oracle")][0]  # 10 of 40 corrupted, flagged first: min(n, 10) / 10 found
+    assert oracle[0].tolist() == [0, 0] and oracle[-1].tolist() == [1, 1]
+    assert oracle[:, 1] == pytest.approx(np.minimum(np.round(oracle[:, 0] * 40), 10) / 10)
+
+
+def test_a_recovery_curve_counts_the_corrupted_labels_of_every_prefix_and_finished_ones_are_joined(tmp_path):
+    corrupted = np.array([0, 1, 0, 0, 1, 1, 0, 0, 0, 1], bool)  # 4 of 10
+    ranking = np.array([4, 0, 9, 2, 1, 3, 8, 7])  # 5 and 6 left out (a person reviewed them): never flagged
+    found = [0, 1, 1, 2, 2, 3, 3, 3, 3, 3, 3]  # counted by hand, prefix lengths 0..10
+    assert found_by_prefix(corrupted, ranking, 10, points=11) == [(n / 10, f / 4) for n, f in enumerate(found)]
+    assert found_by_prefix(np.zeros(10, bool), ranking, 10) == []  # nothing to find: no curve
+    cell = experiment.Cell("toy", 0.1, 3)
+    for name, finished in (("oracle", True), ("loss", False)):  # loss was interrupted: its curve is not joined
+        oracle = np.argsort(~corrupted, kind="stable")
+        loop.write_curve(tmp_path / cell.path / name / experiment.RECOVERY_CURVES_FILE, cell, name,
+                         found_by_prefix(corrupted, oracle, 10, points=11))
+        if finished:
+            files.write_json(tmp_path / cell.path / name / "done.json", [cell.row(name, 0, n_train=10)])
+    loop.Sweep(tmp_path, None, None, None, total_runs=0).write_results()
+    assert plots.RECOVERY_CURVES_FILE == experiment.RECOVERY_CURVES_FILE
+    curves = plots.load_curves(tmp_path / plots.RECOVERY_CURVES_FILE)
+    assert list(curves) == [("toy", 0.1, "oracle")] and list(curves[("toy", 0.1, "oracle")]) == [3]
+    assert curves[("toy", 0.1, "oracle")][3][:, 1].tolist() == [min(n, 4) / 4 for n in range(11)]
 
 
 def test_tensorboard_scalars_of_every_run_and_strategy_are_readable(uninterrupted):

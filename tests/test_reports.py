@@ -159,15 +159,48 @@ def test_report_writes_tables_and_plots(workdir):
         assert (workdir / name).stat().st_size > 0
 
 
-def test_clis(workdir):
+def test_clis_take_workdir_flags_and_printing_writes_nothing(workdir):
     env = {"PATH": "/usr/bin:/bin", "MPLBACKEND": "", "PYTHONPATH": str(REPO)}
-    out = subprocess.run([sys.executable, "-m", "gbair.reports.tables", str(workdir)], cwd=REPO, env=env,
-                         capture_output=True, text=True, check=True).stdout
-    assert out == EXPECTED_F1_MARKDOWN == (workdir / "table_test_f1.md").read_text(encoding="utf-8")
+
+    def run(module: str, *args: str) -> str:
+        return subprocess.run([sys.executable, "-m", module, f"--workdir={workdir}", *args], cwd=REPO, env=env,
+                              capture_output=True, text=True, check=True).stdout
+
+    assert run("gbair.reports.tables") == EXPECTED_F1_MARKDOWN
+    assert sorted(p.name for p in workdir.iterdir()) == ["results.csv"]  # printing wrote nothing
+    assert run("gbair.reports.tables", "--write") == EXPECTED_F1_MARKDOWN == (workdir / "table_test_f1.md").read_text()
     assert (workdir / "table_test_f1.csv").read_text(encoding="utf-8").startswith("dataset,corruption_rate,clean,")
-    subprocess.run([sys.executable, "-m", "gbair.reports.plots", str(workdir)], cwd=REPO, env=env,
-                   capture_output=True, text=True, check=True)
+    pngs = ("test_f1_vs_iteration.png", "test_auc_vs_iteration.png", "recovery.png")
+    assert run("gbair.reports.plots").split() == [str(workdir / name) for name in pngs]
     assert (workdir / "recovery.png").read_bytes().startswith(PNG_SIGNATURE)
+
+
+def test_every_strategy_keeps_a_distinct_style_in_every_figure():
+    names = [s for s in tables.STRATEGY_ORDER if s not in plots.REFERENCES] + ["mine", "theirs", "zeta", "alpha"]
+    assert len(names) == 15
+    style = plots.styles(names)
+    assert len({(s.color, s.marker) for s in style.values()}) == 15
+    first = [style[n] for n in names[:len(plots.PALETTE)]]
+    assert len({s.color for s in first}) == len({s.marker for s in first}) == len(plots.PALETTE)
+    # Fixed by the canonical order, not by the names present:
+    assert plots.styles(["loss", "tracin"]) == {"loss": style["loss"], "tracin": style["tracin"]}
+    assert list(plots.styles(["oracle", "clean", "random"])) == ["random"]  # the bounds are reference lines
+
+
+def test_recovery_plot_without_a_curve_file_and_with_one(workdir):
+    rows = tables.load_results(workdir / "results.csv")
+    assert plots.load_curves(workdir / plots.RECOVERY_CURVES_FILE) == {}  # made before the sweep wrote it
+    plots.plot_recovery(rows, workdir / "recovery.png", {})
+    (workdir / plots.RECOVERY_CURVES_FILE).write_text(
+        "dataset,corruption_rate,seed,strategy,fraction_flagged,fraction_found\n"
+        "spam,0.1,0,tracin,0.0,0.0\nspam,0.1,0,tracin,0.5,0.9\nspam,0.1,0,tracin,1.0,1.0\n")
+    curves = plots.load_curves(workdir / plots.RECOVERY_CURVES_FILE)
+    assert list(curves) == [("spam", 0.1, "tracin")] and curves[("spam", 0.1, "tracin")][0].tolist()[1] == [0.5, 0.9]
+    plots.plot_recovery(rows, workdir / "recovery.png", curves)  # a curve in one panel, points only in the other
+    assert (workdir / "recovery.png").read_bytes().startswith(PNG_SIGNATURE)
+    (workdir / plots.RECOVERY_CURVES_FILE).write_text("dataset,seed\nspam,0\n")
+    with pytest.raises(ValueError, match="recovery_curves.csv: missing column 'corruption_rate'"):
+        plots.load_curves(workdir / plots.RECOVERY_CURVES_FILE)
 
 
 def test_flagged_precision_table(workdir):

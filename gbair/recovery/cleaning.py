@@ -87,14 +87,19 @@ class _Scored:
     validation_metrics: dict[str, Any] | None
 
 
-def check_strategy(strategy: str, model: PromptModel, method: Method, *datasets: TextDataset | None) -> None:
-    """Refuses (UserError) what cannot clean a person's data, before any training: an unknown strategy,
-    `oracle` (it reads the true labels), classes other than the model's, a model `method` cannot
-    differentiate (strategies that need per-example gradients)."""
+def check_strategy_name(strategy: str) -> None:
+    """Refuses (UserError) a name that cannot clean a person's data: unknown, or `oracle`."""
     usable = [s for s in strategies.STRATEGIES if s != "oracle"]
     if strategy not in usable:
         raise UserError(f"strategy {strategy!r}: expected one of {usable} (oracle needs true labels, "
                         f"which a person's own data does not have)")
+
+
+def check_strategy(strategy: str, model: PromptModel, method: Method, *datasets: TextDataset | None) -> None:
+    """Refuses (UserError) what cannot clean a person's data, before any training: an unknown strategy,
+    `oracle` (it reads the true labels), classes other than the model's, a model `method` cannot
+    differentiate (strategies that need per-example gradients)."""
+    check_strategy_name(strategy)
     for dataset in datasets:
         if dataset is not None and tuple(dataset.class_names) != tuple(model.class_names):
             raise UserError(f"the data's classes {list(dataset.class_names)} differ from the model's "

@@ -5,8 +5,10 @@ WORKDIR/cells/<dataset>/rate=<r>/seed=<s>/ holds one folder per training run (`c
 <strategy>/it<t>), identity.json (what determines the cell's results), <strategy>/done.json (a
 finished strategy's rows), <strategy>/it<t>/state.json (a finished iteration's training set and row)
 and <strategy>/it<t>/explanations.npz (what the HTML report shows: the ranking scores, V's errors, for
-TracIn strategies their influence matrices). The clean bound, the same at every
-rate, is trained once in WORKDIR/cells/<dataset>/clean/seed=<s>/. WORKDIR/results.csv has COLUMNS.
+TracIn strategies their influence matrices), <strategy>/recovery_curves.csv (the curve of its ranking at
+iteration 1: corrupted labels found by every flagged fraction). The clean bound, the same at every
+rate, is trained once in WORKDIR/cells/<dataset>/clean/seed=<s>/. WORKDIR/results.csv has COLUMNS;
+WORKDIR/recovery_curves.csv joins the cells' curves (RECOVERY_CURVE_COLUMNS).
 WORKDIR/tensorboard/ mirrors cells/: scalars of every training run and every strategy's iterations.
 WORKDIR/gbair.lock exists while a process writes the workdir (gbair.lock).
 """
@@ -125,6 +127,10 @@ class RecoveryConfig:
 EXPLAIN_FILE = "explanations.npz"
 IDENTITY_FILE = "identity.json"
 SCALARS_DIR = "tensorboard"  # WORKDIR/tensorboard/<run or strategy folder>/: TensorBoard event files
+# <cell>/<strategy>/recovery_curves.csv: the recovery curve of the strategy's ranking at iteration 1
+# (RECOVERY_CURVE_COLUMNS, gbair.train.metrics.found_by_prefix); WORKDIR/recovery_curves.csv joins them all.
+RECOVERY_CURVES_FILE = "recovery_curves.csv"
+RECOVERY_CURVE_COLUMNS = ("dataset", "corruption_rate", "seed", "strategy", "fraction_flagged", "fraction_found")
 
 
 def save_explanations(path: files.Location, train: TextDataset, misclassified: TextDataset, predicted: np.ndarray,
@@ -193,6 +199,27 @@ def reviewed_ids(cell: Cell, clean_train: TextDataset, recovery: RecoveryConfig,
     return reviewed(read_decisions(_corrupted(cell, clean_train, recovery), relabel_file))
 
 
+def check_grid(strategy_names: Sequence[str] | None = None, corruption_rates: Sequence[float] | None = None,
+               seeds: Sequence[int] | None = None) -> None:
+    """Refuses (UserError) unknown strategies, rates outside [0, 1) and bad seeds; None: not given.
+    Needs no data, so gbair.config.check_settings runs it before the job loads any."""
+    known = list(strategies.BOUNDS) + list(strategies.STRATEGIES)
+    if strategy_names is not None:
+        if not strategy_names:
+            raise UserError(f"Experiment.strategy_names is empty; expected one or more of {known}")
+        unknown = [s for s in strategy_names if s not in known]
+        if unknown:
+            raise UserError(f"Experiment.strategy_names: unknown {unknown}, expected from {known}")
+    if corruption_rates is not None:
+        if not corruption_rates:
+            raise UserError("Experiment.corruption_rates is empty; expected one or more numbers in [0, 1)")
+        bad_rates = [r for r in corruption_rates if not (isinstance(r, (int, float)) and 0 <= r < 1)]
+        if bad_rates:
+            raise UserError(f"Experiment.corruption_rates: {bad_rates}, expected numbers in [0, 1)")
+    if seeds is not None and (not seeds or not all(isinstance(s, int) and s >= 0 for s in seeds)):
+        raise UserError(f"Experiment.seeds={list(seeds)}, expected non-negative ints")
+
+
 @gin.configurable
 @dataclasses.dataclass(frozen=True)
 class Experiment:
@@ -215,19 +242,7 @@ class Experiment:
     relabel_file: str | None = None  # decisions exported from the HTML report, applied after corruption
 
     def __post_init__(self):
-        known = list(strategies.BOUNDS) + list(strategies.STRATEGIES)
-        if not self.strategy_names:
-            raise UserError(f"Experiment.strategy_names is empty; expected one or more of {known}")
-        unknown = [s for s in self.strategy_names if s not in known]
-        if unknown:
-            raise UserError(f"Experiment.strategy_names: unknown {unknown}, expected from {known}")
-        if not self.corruption_rates:
-            raise UserError("Experiment.corruption_rates is empty; expected one or more numbers in [0, 1)")
-        bad_rates = [r for r in self.corruption_rates if not (isinstance(r, (int, float)) and 0 <= r < 1)]
-        if bad_rates:
-            raise UserError(f"Experiment.corruption_rates: {bad_rates}, expected numbers in [0, 1)")
-        if not self.seeds or not all(isinstance(s, int) and s >= 0 for s in self.seeds):
-            raise UserError(f"Experiment.seeds={list(self.seeds)}, expected non-negative ints")
+        check_grid(self.strategy_names, self.corruption_rates, self.seeds)
         if not self.datasets:
             raise UserError("Experiment.datasets is empty; expected name -> {train, validation, test} splits")
         for name, splits in self.datasets.items():

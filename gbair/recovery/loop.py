@@ -39,11 +39,12 @@ from gbair.data.dataset import TextDataset
 from gbair.models.prompts import PromptCheckpoint, PromptModel
 from gbair.recovery import strategies
 from gbair.scalars import Scalars
-from gbair.recovery.experiment import (COLUMNS, EXPLAIN_FILE, IDENTITY_FILE, SCALARS_DIR, Cell, Experiment,
-                                       RecoveryConfig, corrupted_train, reviewed_ids, save_explanations)
+from gbair.recovery.experiment import (COLUMNS, EXPLAIN_FILE, IDENTITY_FILE, RECOVERY_CURVE_COLUMNS,
+                                       RECOVERY_CURVES_FILE, SCALARS_DIR, Cell, Experiment, RecoveryConfig,
+                                       corrupted_train, reviewed_ids, save_explanations)
 from gbair.train import checkpoints as prompt_checkpoints
 from gbair.train import trainer
-from gbair.train.metrics import detection_metrics
+from gbair.train.metrics import detection_metrics, found_by_prefix
 
 
 class Sweep:
@@ -208,6 +209,10 @@ class Sweep:
             save_explanations(self.workdir / directory / EXPLAIN_FILE, train, misclassified, predicted[wrong],
                               influence if name in strategies.TRACIN_BASED else None, flagged, suspicion,
                               probabilities[wrong].max(1))
+            if t == 1:  # the whole ranking of the corrupted model's training set, for the recovery plot
+                ranking = strategies.top_k(suspicion, len(train), exclude=kept)
+                write_curve(self.workdir / cell.path / name / RECOVERY_CURVES_FILE, cell, name,
+                            found_by_prefix(is_corrupted, ranking, len(train)))
             train = self.apply(train, flagged, chosen.prompt)
             _, final = self.fit(train, validation, directory, cell.seed)
             remaining = int((train.labels != clean_train.by_ids(train.ids).labels).sum())
@@ -267,7 +272,20 @@ class Sweep:
         writer.writeheader()
         writer.writerows({k: ("" if row.get(k) is None else row[k]) for k in COLUMNS} for row in rows)
         files.write_text(self.workdir / "results.csv", out.getvalue())
+        curves = [path.read_text().split("\n", 1)[1] for path in sorted(
+            (self.workdir / "cells").glob(f"*/*/*/*/{RECOVERY_CURVES_FILE}")) if (path.parent / "done.json").exists()]
+        files.write_text(self.workdir / RECOVERY_CURVES_FILE, ",".join(RECOVERY_CURVE_COLUMNS) + "\n" + "".join(curves))
         return self.workdir / "results.csv"
+
+
+def write_curve(path: files.Location, cell: Cell, strategy: str, points: Sequence[tuple[float, float]]) -> None:
+    """One strategy's recovery curve in a cell (RECOVERY_CURVE_COLUMNS), one line per point."""
+    key = [cell.dataset, cell.rate, cell.seed, strategy]
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(RECOVERY_CURVE_COLUMNS)
+    writer.writerows(key + [f"{flagged:.6f}", f"{found:.6f}"] for flagged, found in points)
+    files.write_text(path, out.getvalue())
 
 
 def write_scalars(logdir: files.Location, rows: Sequence[dict]) -> None:

@@ -1,9 +1,15 @@
-"""Everything the paper needs from one run directory: tables, recovered fractions, detection, plots."""
+"""Everything the paper needs from one run directory: tables, recovered fractions, detection, plots.
+
+    python -m gbair.reports.paper --workdir=WORKDIR   # writes them all next to results.csv, prints the main ones
+"""
 
 import os
+import sys
+
+from absl import flags
 
 from gbair.reports import plots, tables
-from gbair import files
+from gbair import cli, files
 
 
 def write_report(workdir: os.PathLike) -> str:
@@ -11,7 +17,7 @@ def write_report(workdir: os.PathLike) -> str:
     table_<m> for test_f1, test_auc, test_accuracy and flagged_precision (mean ± std over seeds);
     recovered_<m> for test_f1, test_auc, test_accuracy (recovered fraction, mean [95% interval]);
     recovered_per_seed.csv; detection_<m> for detection_auroc and detection_ap at iteration 1;
-    and test_f1_vs_iteration.png, test_auc_vs_iteration.png, recovery.png.
+    and the plots (gbair.reports.plots.write_plots).
     Returns what the main job prints: test F1 and AUC tables and their recovered fractions."""
     workdir = files.path(workdir)
     rows = tables.load_results(workdir / "results.csv")
@@ -30,7 +36,15 @@ def write_report(workdir: os.PathLike) -> str:
         printed.insert(0, f"WARNING: {one_class} of {len(rows)} rows come from one-class models (one_class_prediction "
                           f"= 1 in results.csv: they predict one class for every validation example); their "
                           f"metrics, averaged in below, are those of a constant classifier\n")
-    for metric in ("test_f1", "test_auc"):
-        plots.plot_metric_vs_iteration(rows, workdir / f"{metric}_vs_iteration.png", metric)
-    plots.plot_recovery(rows, workdir / "recovery.png")
+    plots.write_plots(workdir, rows)
     return "\n".join(printed)
+
+
+def main(argv: list[str]) -> None:
+    del argv  # cli.run refuses positional arguments
+    print(write_report(flags.FLAGS.workdir))
+
+
+if __name__ == "__main__":
+    cli.define_workdir("Directory holding results.csv; every table and plot is written next to it.")
+    cli.run(main, sys.argv)

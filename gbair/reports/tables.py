@@ -11,20 +11,23 @@ clean and corrupted runs of the same seed; tables show its mean and a 95% Studen
 seeds ("0.62 [0.41, 0.83]"). Detection tables rank the whole training set of an iteration by a
 strategy's suspicion scores against the flipped mask (AUROC, average precision).
 
-    python -m gbair.reports.tables WORKDIR [--metric test_f1]
+    python -m gbair.reports.tables --workdir=WORKDIR [--metric=test_f1] [--kind=table] [--write]
 """
 
-import argparse
 import csv
 import io
 import math
 import os
 import statistics
+import sys
 from collections import defaultdict
 
+from absl import flags
 from scipy import stats
 
-from gbair import files
+from gbair import cli, files
+
+FLAGS = flags.FLAGS
 
 COLUMNS: tuple[str, ...] = (
     "dataset", "strategy", "corruption_rate", "seed", "iteration", "n_train", "n_flagged",
@@ -294,14 +297,16 @@ def to_csv(header: list[str], body: list[list[str]]) -> str:
     return buffer.getvalue()
 
 
+KINDS = {"table": paper_table, "recovered": recovery_table, "detection": detection_table}  # see write_table
+
+
 def write_table(rows: list[Row], workdir: os.PathLike, metric: str = "test_f1", kind: str = "table") -> str:
     """Write WORKDIR/<kind>_<metric>.md and .csv atomically; return the markdown.
 
     kind: `table` (the paper's table, `paper_table`), `recovered` (`recovery_table`) or `detection`
     (`detection_table` at iteration 1).
     """
-    make = {"table": paper_table, "recovered": recovery_table, "detection": detection_table}[kind]
-    header, body = make(rows, metric)
+    header, body = KINDS[kind](rows, metric)
     markdown = to_markdown(header, body)
     workdir = files.path(workdir)
     files.write_text(workdir / f"{kind}_{metric}.md", markdown)
@@ -352,15 +357,19 @@ def recovery_curve(rows: list[Row], strategy: str) -> dict[Cell, list[tuple[floa
     return curves
 
 
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m gbair.reports.tables", description=__doc__.split("\n")[0])
-    parser.add_argument("workdir", help="directory holding results.csv; the tables are written next to it")
-    parser.add_argument("--metric", default="test_f1", choices=METRICS)
-    parser.add_argument("--kind", default="table", choices=("table", "recovered", "detection"))
-    args = parser.parse_args(argv)
-    rows = load_results(files.path(args.workdir) / "results.csv")
-    print(write_table(rows, args.workdir, args.metric, args.kind), end="")
+def main(argv: list[str]) -> None:
+    """Prints one table; writes it (and its .csv) next to results.csv only with --write."""
+    del argv  # cli.run refuses positional arguments
+    rows = load_results(files.path(FLAGS.workdir) / "results.csv")
+    markdown = write_table(rows, FLAGS.workdir, FLAGS.metric, FLAGS.kind) if FLAGS.write else \
+        to_markdown(*KINDS[FLAGS.kind](rows, FLAGS.metric))
+    print(markdown, end="")
 
 
 if __name__ == "__main__":
-    main()
+    cli.define_workdir("Directory holding results.csv.")
+    flags.DEFINE_enum("metric", "test_f1", METRICS, "Metric of the table.")
+    flags.DEFINE_enum("kind", "table", tuple(KINDS), "paper table, recovered fractions or "
+                      "detection at iteration 1.")
+    flags.DEFINE_bool("write", False, "Also write WORKDIR/<kind>_<metric>.md and .csv (printing alone writes nothing).")
+    cli.run(main, sys.argv)

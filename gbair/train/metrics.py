@@ -81,3 +81,18 @@ def classification_metrics(labels: np.ndarray, probabilities: np.ndarray) -> dic
         "auc": roc_auc(labels, probabilities),
         "loss": float(-np.mean(np.log(np.maximum(picked, 1e-12)))) if len(labels) else None,
     }
+
+
+def found_by_prefix(corrupted: np.ndarray, ranking: np.ndarray, n_train: int,
+                    points: int = 51) -> list[tuple[float, float]]:
+    """The recovery curve of one ranking: (fraction of the n_train examples flagged, fraction of the
+    corrupted labels found) when flagging each prefix of `ranking` (indices, most suspicious first;
+    examples it leaves out are never flagged), at `points` prefix lengths round(i / (points - 1) * n_train).
+    corrupted: bool [n_train]. Empty list when nothing is corrupted (the curve is undefined)."""
+    corrupted = np.asarray(corrupted, bool)
+    total = int(corrupted.sum())
+    if not total or not n_train:
+        return []
+    hits = np.r_[0, np.cumsum(corrupted[np.asarray(ranking, int)])]
+    lengths = np.unique(np.round(np.linspace(0, n_train, points)).astype(int))
+    return [(n / n_train, int(hits[min(n, len(hits) - 1)]) / total) for n in lengths]
