@@ -127,7 +127,7 @@ def _draw_seeds(ax, xs: list[float], values: list[list[float]], means: list[floa
         return  # one seed: the mean is the seed
     if max(len(v) for v in values) < FEW_SEEDS:
         for x, vs in zip(xs, values):
-            jitter = np.linspace(-0.04, 0.04, len(vs)) if len(vs) > 1 else np.zeros(1)
+            jitter = np.linspace(-0.025, 0.025, len(vs))
             ax.scatter(x + jitter, vs, s=18, alpha=0.4, color=line["color"], marker=line.get("marker", "o"),
                        linewidths=0, zorder=2)
     else:
@@ -161,7 +161,7 @@ def plot_metric_vs_iteration(rows: list[tables.Row], out_png: os.PathLike, metri
             its = [t for t in by_iteration if t >= 1]
             if not its:
                 continue
-            nudge = 0.3 * (i - (len(names) - 1) / 2) / max(len(names) - 1, 1)
+            nudge = min(0.3, 0.04 * (len(names) - 1)) * (i / max(len(names) - 1, 1) - 0.5)
             xs = [t + nudge for t in its]
             values = [by_iteration[t] for t in its]
             means = [float(np.mean(v)) for v in values]
