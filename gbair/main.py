@@ -11,7 +11,7 @@ files and bindings (WORKDIR/gin_config.json) once it has validated its settings.
 One process at a time runs in a workdir (gbair.lock: a second one stops at once, naming the first).
 --workdir may be local or an object-store URL (gs://bucket/run; see gbair.files).
 
-Several hosts (README, "On Cloud TPU VMs and GPUs"): run the same command on every host. On Cloud
+Several hosts (docs/accelerators.md): run the same command on every host. On Cloud
 TPU VMs JAX finds the other hosts itself; elsewhere give --coordinator_address=HOST:PORT (process 0's),
 --num_processes and --process_id. Every process computes; process 0 writes (gbair.hosts).
 """

@@ -132,18 +132,18 @@ def test_find_label_issues_ranks_every_example_without_a_validation_split(tiny_c
     assert [r["rank"] for r in issues.rows()] == list(range(1, len(data)))
 
 
-def readme_python_example() -> str:
-    """The Python block of README's "Cleaning your own data" section, as a user would copy it."""
-    section = (REPO / "README.md").read_text().split("## Cleaning your own data", 1)[1].split("\n## ", 1)[0]
+def docs_python_example() -> str:
+    """The Python block of docs/cleaning.md, as a user would copy it."""
+    section = (REPO / "docs" / "cleaning.md").read_text()
     (block,) = re.findall(r"```python\n(.*?)```", section, re.S)
     return block
 
 
-def test_the_readme_example_runs_on_a_user_written_flax_model_and_tiled_names_vmap(capsys):
-    code = readme_python_example()
+def test_the_docs_example_runs_on_a_user_written_flax_model_and_tiled_names_vmap(capsys):
+    code = docs_python_example()
     assert len(code.splitlines()) <= 20 and "flax.linen as nn" in code and "gbair.classifiers" not in code
     namespace: dict = {}
-    exec(compile(code, "README.md", "exec"), namespace)  # pylint: disable=exec-used
+    exec(compile(code, "docs/cleaning.md", "exec"), namespace)  # pylint: disable=exec-used
     issues, data = namespace["issues"], namespace["data"]
     assert "'rank': 1" in capsys.readouterr().out
     held_out = int(round(0.2 * len(data)))

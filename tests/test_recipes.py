@@ -1,4 +1,4 @@
-"""The recipe every experiment file runs: its effective TrainConfig and RecoveryConfig equal README.md's
+"""The recipe every experiment file runs: its effective TrainConfig and RecoveryConfig equal docs/paper.md's
 recipe table (one source for both), Adafactor's fixed settings are T5X's update rule, and
 `--print_config` shows the effective settings without running anything."""
 
@@ -22,10 +22,10 @@ TABLE_HEADING = "### The recipe each experiment runs"
 
 
 def recipe_table() -> dict[str, dict[str, object]]:
-    """README.md's recipe tables (every table of its recipe section) as {experiment file stem:
+    """docs/paper.md's recipe tables (every table of its recipe section) as {experiment file stem:
     {"TrainConfig.field": value}}; in each table the first column names the setting, the last is a note."""
-    text = (REPO / "README.md").read_text()
-    assert TABLE_HEADING in text, f"README.md has no {TABLE_HEADING!r} section"
+    text = (REPO / "docs" / "paper.md").read_text()
+    assert TABLE_HEADING in text, f"docs/paper.md has no {TABLE_HEADING!r} section"
     section = text.split(TABLE_HEADING, 1)[1].split("\n#", 1)[0]
     tables, rows = [], []
     for line in section.splitlines() + [""]:
@@ -81,7 +81,7 @@ def test_the_table_covers_every_experiment_file_and_every_setting():
 def test_each_experiment_runs_the_recipe_the_readme_states(experiment):
     got, stated = effective(experiment), TABLE[experiment]
     differ = {k: (got[k], stated[k]) for k in stated if got[k] != stated[k] or type(got[k]) is not type(stated[k])}
-    assert not differ, f"{experiment}.gin (effective, README): {differ}"
+    assert not differ, f"{experiment}.gin (effective, docs/paper.md): {differ}"
 
 
 def test_paper_recipes_train_three_epochs_with_a_checkpoint_per_epoch():

@@ -211,5 +211,5 @@ def test_a_model_written_for_shared_prompts_only_is_refused_by_tiled_naming_vmap
         shared_only(p, prompt, b), b["label"]))
     with pytest.raises(UserError, match=r"method='tiled'.*\(3, 2, 4\) \[B, P, E\].*pass method='vmap'"):
         TracIn(user, toy_checkpoints(user))  # refused when built, before any gradient
-    check_method(user, "vmap")  # (vmap on such a model: tests/test_cleaning.py runs README's example)
+    check_method(user, "vmap")  # (vmap on such a model: tests/test_cleaning.py runs docs/cleaning.md's example)
     check_method(model, "tiled")  # a model that takes [B, P, E] prompts passes

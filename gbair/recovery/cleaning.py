@@ -186,7 +186,7 @@ def find_label_issues(model: PromptModel, dataset: TextDataset, strategy: str = 
       dataset: the examples to check, labels as given.
       strategy: a name of gbair.recovery.strategies.STRATEGIES except `oracle`; `loss` (default) needs one
         training and no validation split. No strategy is the best supported by gbair's evidence so far
-        (README, "What it shows").
+        (docs/results.md).
       validation: trusted labels for V; without one, strategies that need V (and select_by other than
         "last") hold out a stratified `holdout_fraction` of `dataset`, which is then not ranked
         (gbair.recovery.cleaning's docstring says what that costs).

@@ -221,23 +221,21 @@ def plot_recovery(rows: list[tables.Row], out_png: os.PathLike,
         points_only = len(uncurved) == len(names)
         x_max = 1.0 if not points_only else min(1.0, max(0.5, 1.5 * max(
             x for n in names for x, _ in measured[n].get((dataset, rate), [(0, 0)]))))
-        for i, name in enumerate(names):
+        for name in names:
             line = _line_style(name, style)
             seeds = curves.get((dataset, rate, name))
             if seeds:
                 mean = np.mean([np.interp(CURVE_GRID, p[:, 0], p[:, 1]) for p in seeds.values()], axis=0)
                 ax.plot(CURVE_GRID, mean, zorder=3, **{**line, "marker": None})
-            # Without lines every strategy's points share one x (each flags k): nudge them apart to stay visible.
-            nudge = 0.1 * x_max * (i / (len(names) - 1) - 0.5) if points_only and len(names) > 1 else 0.0
             points = measured[name].get((dataset, rate), [])[1:]  # the measured points, not the origin
-            if points:
-                ax.plot([x + nudge for x, _ in points], [y for _, y in points], markersize=6, zorder=4,
-                        **{**line, "linestyle": "none"})
+            if points:  # hollow, at their true x: strategies flagging the same k may overlap, not hide
+                ax.plot([x for x, _ in points], [y for _, y in points], markersize=8, zorder=4,
+                        markerfacecolor="none", markeredgewidth=1.5, **{**line, "linestyle": "none"})
         ax.plot([0, x_max], [0, x_max], zorder=1, **_line_style("chance", style))
         ax.set_xlim(0, x_max)
         ax.set_ylim(0, 1.02)
         if uncurved:
-            note = ("no recovery_curves.csv in this workdir:\nmeasured points only (nudged sideways)" if points_only
+            note = ("no recovery_curves.csv in this workdir:\nmeasured points only" if points_only
                     else f"no curve for {', '.join(uncurved)}:\nits measured points only")
             ax.text(0.98, 0.03, note, transform=ax.transAxes, fontsize=8, ha="right", va="bottom", color="0.3")
         ax.set_xlabel("training data flagged (fraction)", fontsize=10)
