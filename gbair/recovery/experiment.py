@@ -24,6 +24,7 @@ from gbair import UserError, files
 from gbair.data.corruption import corrupt_labels
 from gbair.data.dataset import TextDataset, check_splits
 from gbair.data.decisions import apply_decisions, read_decisions, reviewed
+from gbair.influence.matrices import SECOND_ORDER
 from gbair.influence.second_order import CURVATURES
 from gbair.models.prompts import PromptModel
 from gbair.recovery import strategies
@@ -80,9 +81,9 @@ class RecoveryConfig:
         if self.projection_dim is not None and self.projection_dim <= 0:
             raise UserError(f"RecoveryConfig.projection_dim={self.projection_dim}, expected > 0 or None")
         for name, value in (self.damping or {}).items():
-            if name not in strategies.SECOND_ORDER or not isinstance(value, (int, float)) or not value > 0:
+            if name not in SECOND_ORDER or not isinstance(value, (int, float)) or not value > 0:
                 raise UserError(f"RecoveryConfig.damping[{name!r}]={value!r}, expected a number > 0 for one of "
-                                f"{sorted(strategies.SECOND_ORDER)}")
+                                f"{sorted(SECOND_ORDER)}")
         if self.curvature is not None and self.curvature not in CURVATURES:
             raise UserError(f"RecoveryConfig.curvature={self.curvature!r}, expected one of {CURVATURES} or None")
 
