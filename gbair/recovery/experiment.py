@@ -17,7 +17,6 @@ import itertools
 import pathlib
 from typing import Any, Literal, Mapping, Sequence
 
-import gin
 import numpy as np
 
 from gbair import UserError, files
@@ -38,7 +37,6 @@ COLUMNS = ("dataset", "strategy", "corruption_rate", "seed", "iteration", "n_tra
            "one_class_prediction")
 
 
-@gin.configurable
 @dataclasses.dataclass(frozen=True)
 class RecoveryConfig:
     """How each G-BAIR iteration cleans the training set.
@@ -57,6 +55,9 @@ class RecoveryConfig:
       curvature's mean nonzero eigenvalue (None or a missing name: the scorer's default).
     curvature: influence_function's curvature, `empirical_fisher` (given labels) or `fisher`
       (labels drawn from the model; gbair.influence.second_order.InfluenceFunction); None: empirical.
+
+    Gin (registered by gbair.config): `RecoveryConfig.iterations = 2`, `RecoveryConfig.damping =
+    {"trak": 0.1}`, ...; the jobs take `@RecoveryConfig()` (`Experiment.recovery`, `clean.recovery`).
     """
 
     iterations: int = 2
@@ -194,7 +195,6 @@ def reviewed_ids(cell: Cell, clean_train: TextDataset, recovery: RecoveryConfig,
     return reviewed(read_decisions(_corrupted(cell, clean_train, recovery), relabel_file))
 
 
-@gin.configurable
 @dataclasses.dataclass(frozen=True)
 class Experiment:
     """What a G-BAIR sweep runs: the cartesian product of datasets x rates x seeds x strategies.
@@ -204,12 +204,16 @@ class Experiment:
       tracin_by_label, tracin_cosine, influence_function, influence_function_by_label, datainf,
       trak, self_influence, loss, random, cleanlab, oracle.
     seeds: each seed sets the corruption, the prompt initialisation and the batch order.
+
+    Gin (configs/runs/gbair.gin, registered by gbair.config): `sweep.experiment = @Experiment()`,
+    `Experiment.datasets = {"spam_assassin": %SPLITS}`, `Experiment.model = %MODEL`,
+    `Experiment.corruption_rates = [0.1, 0.2]`, `Experiment.strategy_names = ["clean", "tracin"]`.
     """
 
-    datasets: Mapping[str, Mapping[str, TextDataset]] = gin.REQUIRED
-    model: PromptModel = gin.REQUIRED
-    corruption_rates: Sequence[float] = gin.REQUIRED
-    strategy_names: Sequence[str] = gin.REQUIRED
+    datasets: Mapping[str, Mapping[str, TextDataset]]
+    model: PromptModel
+    corruption_rates: Sequence[float]
+    strategy_names: Sequence[str]
     seeds: Sequence[int] = (0,)
     train_config: trainer.TrainConfig = trainer.TrainConfig()
     recovery: RecoveryConfig = RecoveryConfig()
