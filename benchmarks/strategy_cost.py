@@ -4,9 +4,10 @@
         [--strategies influence_function datainf trak]
 
 Takes a finished sweep's cell and scores its corrupted run (its checkpoints and its misclassified
-validation set V) as the loop does at iteration 1, with each strategy computing its own influence
-matrix. Each runs twice (the first call compiles) and the second is reported, except cleanlab
-(3-fold cross-validated training: its trainings dominate) and a training run, timed once.
+validation set V) as the loop does at iteration 1, each strategy with a fresh InfluenceMatrices (its
+family's matrix computed within its time; the scorers' default options). Each runs twice (the first
+call compiles) and the second is reported, except cleanlab (3-fold cross-validated training: its
+trainings dominate) and a training run, timed once.
 Reports seconds per 1,000 training examples and the ratio to TracIn (the dot-and-cosine pass the
 loop uses). Training a run itself (TrainConfig) is the unit everything else is measured against in
 the sweep; it is listed too. --strategies times TracIn and only those (names of SCORED, or
@@ -22,7 +23,7 @@ import time
 import jax
 
 from gbair import explain, files
-from gbair.influence.tracin import TracIn
+from gbair.influence.matrices import InfluenceMatrices
 from gbair.recovery import loop, strategies
 from gbair.train import trainer
 
@@ -52,14 +53,19 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory() as scratch:
         sweep = loop.Sweep(scratch, model, experiment.train_config, experiment.recovery, total_runs=4)
-        context = strategies.SelectionContext(
-            model=model, train=noisy, checkpoints=checkpoints, prompt=chosen.prompt, misclassified=misclassified,
-            corrupted=corrupted, seed=cell.seed, batch_size=experiment.recovery.tracin_batch_size,
-            fit=lambda data, name: sweep.fit(data, validation, pathlib.Path(name), cell.seed)[1].prompt)
-        batch = experiment.recovery.tracin_batch_size
-        timed = {"tracin": lambda: TracIn(model, checkpoints, batch_size=batch).influence_dot_and_cosine(
-                     noisy, misclassified),
-                 **{name: (lambda name=name: strategies.score(name, context)) for name in SCORED},
+
+        def fit(data, name):
+            return sweep.fit(data, validation, pathlib.Path(name), cell.seed)[1].prompt
+
+        def context() -> strategies.SelectionContext:
+            """The corrupted run's context with a fresh InfluenceMatrices: a family is computed within its time."""
+            return strategies.SelectionContext(
+                model=model, train=noisy, prompt=chosen.prompt, misclassified=misclassified, corrupted=corrupted,
+                seed=cell.seed, fit=fit, influence=InfluenceMatrices(model, checkpoints, noisy, misclassified,
+                                            batch_size=experiment.recovery.tracin_batch_size))
+
+        timed = {"tracin": lambda: context().influence["dot"],  # TracIn's dot and cosine, one pass
+                 **{name: (lambda name=name: strategies.score(name, context())) for name in SCORED},
                  "training run": lambda: sweep.fit(noisy, validation, pathlib.Path("timing"), cell.seed)}
         if args.strategies:
             timed = {name: fn for name, fn in timed.items() if name == "tracin" or name in args.strategies}

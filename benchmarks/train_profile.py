@@ -25,8 +25,7 @@ import tempfile  # noqa: E402
 import gin  # noqa: E402
 import jax  # noqa: E402
 
-from gbair import classifiers  # noqa: E402,F401  (registers the gin configurables)
-from gbair.data import tasks  # noqa: E402
+import gbair.config  # noqa: E402,F401  (registers the gin configurables)
 from gbair.train import checkpoints, trainer  # noqa: E402
 
 IMPORTED = time.perf_counter()
@@ -55,7 +54,7 @@ class Timer:
 def experiment_parts(gin_file: str, bindings: list[str]):
     gin.parse_config_files_and_bindings([gin_file], bindings, skip_unknown=True)
     model = gin.query_parameter("%MODEL").scoped_configurable_fn()
-    splits = tasks.spam_assassin_splits()
+    splits = gin.query_parameter("%SPLITS").scoped_configurable_fn()
     config = gin.query_parameter("Experiment.train_config").scoped_configurable_fn()
     return model, splits, config
 

@@ -156,9 +156,8 @@ class CellGradients:
 
     def detection(self, influence: np.ndarray, family: str) -> dict:
         context = strategies.SelectionContext(
-            model=self.model, train=self.train, checkpoints=self.checkpoints, prompt=None,
-            misclassified=self.misclassified, corrupted=self.flipped, seed=self.cell.seed, fit=None,
-            influence={family: influence, "dot": influence})
+            model=self.model, train=self.train, prompt=None, misclassified=self.misclassified,
+            corrupted=self.flipped, seed=self.cell.seed, fit=None, influence={family: influence, "dot": influence})
         rule = family if family in strategies.STRATEGIES else "tracin"
         suspicion = strategies.score(rule, context)
         return detection_metrics(self.flipped, suspicion, strategies.top_k(suspicion, 1))

@@ -1,14 +1,14 @@
-"""The gin-configurable backbones: each builds a `PromptModel` (see `gbair.models.prompts`).
+"""The backbones a config chooses: each builds a `PromptModel` (see `gbair.models.prompts`).
 
 MiniLM is the embedded default; T5 1.1 reads a T5X or Hugging Face checkpoint and a SentencePiece
-vocabulary that the user provides.
+vocabulary that the user provides. gbair.config registers them with gin (`MODEL = @minilm_classifier()`,
+configs/models/); this module imports no gin.
 """
 
 import dataclasses
 import os
 from typing import Callable, Literal, Sequence
 
-import gin
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -18,7 +18,6 @@ from gbair.models import bert, heads, prompts, t5
 from gbair.models.prompts import Batch, Params, PromptModel
 
 
-@gin.configurable
 def minilm_classifier(
     class_descriptions: Sequence[str],
     *,
@@ -42,6 +41,10 @@ def minilm_classifier(
       model_dir: a BERT dir (config.json, model.safetensors, tokenizer.json); default the
         embedded MiniLM package, whose weights are verified against the pinned SHA-256.
       dtype: compute dtype of the encoder (`float32` or `bfloat16`); scores stay float32.
+
+    Gin (configs/models/minilm.gin): `MODEL = @minilm_classifier()`,
+    `minilm_classifier.class_descriptions = %CLASS_DESCRIPTIONS`, `minilm_classifier.prompt_length = 16`,
+    `minilm_classifier.model_dir = '/path/to/bert'`, ...
     """
     if model_dir is None:
         model_dir = assets.verified_minilm_dir()
@@ -88,9 +91,6 @@ def minilm_classifier(
         prompt_shape=(prompt_length, config.hidden_size),
         mesh=mesh,
     )
-
-
-gin.external_configurable(t5.T5Config)  # custom (e.g. tiny test) sizes: t5_1_1_classifier.size = @T5Config()
 
 
 # The vocabulary of every public T5 1.1 / LM-adapted checkpoint (read by seqio through tf.io.gfile).
@@ -157,7 +157,6 @@ def default_vocabulary(checkpoint: str) -> str:
     return beside if os.path.isfile(beside) else T5_1_1_VOCABULARY
 
 
-@gin.configurable
 def t5_1_1_classifier(
     verbalizers: Sequence[str],
     *,
@@ -188,6 +187,10 @@ def t5_1_1_classifier(
       model_parallel: devices per model copy; kernels are sharded over them (`t5.partition_specs`)
         and batches over the remaining devices. 1 = pure data parallelism.
       attention_implementation: None (einsum, float32 softmax), "xla" or "cudnn" (GPU, bfloat16).
+
+    Gin (configs/models/t5_1_1*.gin): `MODEL = @t5_1_1_classifier()`,
+    `t5_1_1_classifier.verbalizers = %VERBALIZERS`, `t5_1_1_classifier.checkpoint = %CHECKPOINT`,
+    `t5_1_1_classifier.size = "base"` (or `@T5Config()` with `T5Config.d_model = 16`, ...), ...
     """
     if not checkpoint:
         raise UserError("no T5 checkpoint: pass --gin.CHECKPOINT=\"'/path/to/checkpoint_1100000'\" "

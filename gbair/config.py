@@ -1,10 +1,12 @@
-"""Gin set-up shared by the entry points: where configs live, parsing, early checks, running the job.
+"""Gin set-up shared by the entry points: what gin may name (`CONFIGURABLES`), where configs live,
+parsing, early checks, running the configured job.
 
 `parse` remembers what it parsed; the job records it, with the operative config, in WORKDIR/config.gin
 and WORKDIR/gin_config.json once it has validated it (gbair.run_record), so tools such as
 `python -m gbair.explain` can rebuild the same model and data (`parse_recorded`).
 """
 
+import ast
 import dataclasses
 import os
 import pathlib
@@ -14,14 +16,24 @@ from typing import Callable, Sequence
 
 import gin
 
-from gbair import UsageError, UserError, run_record
-
-# Everything a gin file may reference must be imported (registered) before parsing.
-import gbair.data.tasks  # noqa: F401,E402  pylint: disable=unused-import,wrong-import-position
-import gbair.classifiers  # noqa: F401,E402  pylint: disable=unused-import,wrong-import-position
-import gbair.train.trainer  # noqa: F401,E402  pylint: disable=unused-import,wrong-import-position
+from gbair import UsageError, UserError, classifiers, run_record
+from gbair.data import seqio_tasks, tasks
+from gbair.models import t5
+from gbair.recovery import experiment
+from gbair.train import trainer
 
 REPO_ROOT = pathlib.Path(__file__).resolve().parent.parent
+
+# Everything a gin file may name is registered here, before any parsing, under the names the configs
+# use (as t5x keeps gin at its top): the modules that define these import no gin, and each one's
+# docstring shows its bindings. The jobs (gbair.jobs, which the run files import) register themselves.
+CONFIGURABLES = (classifiers.minilm_classifier, classifiers.t5_1_1_classifier, tasks.spam_assassin_splits,
+                 seqio_tasks.seqio_splits, seqio_tasks.parlai_safety_splits, seqio_tasks.bad_splits,
+                 seqio_tasks.civil_comments_splits, seqio_tasks.wikipedia_toxicity_splits,
+                 trainer.TrainConfig, experiment.RecoveryConfig, experiment.Experiment)
+for _configurable in CONFIGURABLES:
+    gin.configurable(_configurable)  # a class in place (its direct calls read the bindings too), a function wrapped
+gin.external_configurable(t5.T5Config)  # custom (e.g. tiny test) sizes: t5_1_1_classifier.size = @T5Config()
 
 
 @gin.configurable
@@ -33,19 +45,26 @@ def execute(workdir: str, job: Callable[[str], object] = gin.REQUIRED) -> object
         if str(e).startswith("Required bindings"):
             raise UserError(str(e)) from e
         raise
+    except TypeError as e:  # a configurable called without a required argument that no binding gave
+        unbound = re.search(r"No values supplied by Gin or caller for arguments: (\[.*\])", str(e))
+        called = re.search(r"In call to configurable '([^']+)'", str(e))
+        if unbound and called:  # gin's wording for a gin.REQUIRED argument, the arguments sorted
+            raise UserError(f"Required bindings for `{called.group(1)}` not provided in config: "
+                            f"{sorted(ast.literal_eval(unbound.group(1)))}") from e
+        raise
 
 
 def check_settings() -> None:
     """Checks, right after parsing, the settings that need no data (strategy names, rates, seeds, the
     TrainConfig and RecoveryConfig fields): a typo fails at once, not after the job has loaded its data.
     The job checks them again when it builds them; unbound settings keep their defaults."""
-    from gbair.recovery import cleaning, experiment  # pylint: disable=import-outside-toplevel
+    from gbair.recovery import cleaning  # pylint: disable=import-outside-toplevel
 
     experiment.check_grid(*(_bound(f"Experiment.{name}") for name in ("strategy_names", "corruption_rates", "seeds")))
     strategy = _bound("clean.strategy")
     if isinstance(strategy, str):
         cleaning.check_strategy_name(strategy)
-    gbair.train.trainer.TrainConfig()
+    trainer.TrainConfig()
     experiment.RecoveryConfig()
 
 
@@ -124,10 +143,8 @@ def effective_settings() -> str:
     RecoveryConfig field (the defaults, then the gin files and bindings in order) as gin bindings, then
     everything the gin files and bindings set (`gin.config_str()`). (`parse` already refused a
     `%gin.REQUIRED` macro, e.g. TRAIN_STEPS, that nothing set.)"""
-    from gbair.recovery.experiment import RecoveryConfig  # pylint: disable=import-outside-toplevel
-
     lines = ["# Effective TrainConfig and RecoveryConfig (defaults, then the gin files and bindings in order):"]
-    for built in (gbair.train.trainer.TrainConfig(), RecoveryConfig()):
+    for built in (trainer.TrainConfig(), experiment.RecoveryConfig()):
         lines += [f"{type(built).__name__}.{field.name} = {getattr(built, field.name)!r}"
                   for field in dataclasses.fields(built)]
     return "\n".join(lines + ["", "# Everything the gin files and bindings set (gin.config_str()):",

@@ -224,3 +224,18 @@ def test_an_experiment_is_checked_per_cell_and_its_small_mistakes_are_plain():
     gin.clear_config()
     assert str(bad_value.value).startswith("gin config: cannot parse the binding 'TrainConfig.learning_rate = float(")
     assert "'float' is not a value" in str(bad_value.value) and "<ast." not in str(bad_value.value)
+
+
+def test_a_setting_no_binding_gives_is_one_line_naming_the_configurable(tmp_path):
+    for unset, expected in (("Experiment.model = None", "`Experiment` not provided in config: ['corruption_rates', "
+                                                        "'datasets', 'strategy_names']"),  # a plain argument
+                            ("", "`sweep` not provided in config: ['experiment']")):  # a gin.REQUIRED one
+        config.parse([], ["import gbair.jobs", "execute.job = @sweep"] + (
+            ["sweep.experiment = @Experiment()", unset] if unset else []))
+        try:
+            with pytest.raises(UserError) as missing:
+                config.execute(str(tmp_path))
+        finally:
+            gin.clear_config()
+        assert str(missing.value).splitlines()[0] == f"Required bindings for {expected}"  # gin appends its calls
+    assert not any(tmp_path.iterdir())

@@ -325,7 +325,7 @@ def test_tracin_by_label_ranks_each_label_on_the_errors_it_can_cause():
     influence = rng.normal(size=(12, 5))
     train = type("Train", (), {"labels": train_labels, "__len__": lambda self: 12})()
     context = strategies.SelectionContext(
-        model=None, train=train, checkpoints=(), prompt=None, corrupted=None, seed=0, fit=None,
+        model=None, train=train, prompt=None, corrupted=None, seed=0, fit=None,
         misclassified=type("V", (), {"labels": query_labels})(), influence={"dot": influence}, balance_classes=True)
     suspicion = strategies.tracin_by_label(context)
     for label in range(3):  # naive: the balanced sum over V's other classes, ranked within the label
@@ -340,28 +340,55 @@ def test_tracin_by_label_ranks_each_label_on_the_errors_it_can_cause():
     assert (strategies.tracin_by_label(context)[train_labels == 0] == 0).all()  # no error label 0 can cause
 
 
-def test_influence_matrices_are_computed_once_per_scored_run_and_family(tmp_path):
-    from gbair.influence.second_order import TRAK, DataInf  # pylint: disable=import-outside-toplevel
-    from gbair.recovery.loop import Sweep  # pylint: disable=import-outside-toplevel
+def count_scorers(monkeypatch) -> list[str]:
+    """The class name of every TracIn-family scorer built from now on (second-order ones included)."""
+    from gbair.influence.tracin import TracIn  # pylint: disable=import-outside-toplevel
+    built, original = [], TracIn.__init__
+
+    def counting(self, *args, **kwargs):
+        built.append(type(self).__name__)
+        original(self, *args, **kwargs)
+
+    monkeypatch.setattr(TracIn, "__init__", counting)
+    return built
+
+
+def test_every_strategy_reads_influence_from_the_owner_which_computes_each_family_once(monkeypatch):
+    from gbair.influence.matrices import SECOND_ORDER, InfluenceMatrices  # pylint: disable=import-outside-toplevel
+    from gbair.influence.tracin import TracIn  # pylint: disable=import-outside-toplevel
     from tests.toy_model import toy_checkpoints, toy_dataset, toy_model  # pylint: disable=import-outside-toplevel
-    assert set(strategies.FAMILIES) <= set(strategies.STRATEGIES)
-    assert set(strategies.FAMILIES.values()) == {"tracin", *strategies.SECOND_ORDER}
     model = toy_model()
     checkpoints, train, wrong = toy_checkpoints(model), toy_dataset(9, seed=1), toy_dataset(3, seed=2)
-    sweep = Sweep(tmp_path, model, trainer.TrainConfig(), experiment.RecoveryConfig(tracin_batch_size=4), 1)
-    run = pathlib.Path("cells/corrupted")
-    matrices = lambda strategy: sweep.influence_matrices(run, checkpoints, train, wrong, strategy)  # noqa: E731
-    assert matrices("loss") is None
-    assert set(matrices("tracin_cosine")) == {"dot", "cosine"} and matrices("tracin") is matrices("tracin_cosine")
-    assert matrices("influence_function_by_label") is matrices("influence_function")
-    for name, scorer in (("datainf", DataInf), ("trak", TRAK)):
-        assert set(matrices(name)) == {name} and matrices(name) is matrices(name)  # computed once
-        expected = scorer(model, checkpoints, train, batch_size=4).influence(train, wrong)
-        np.testing.assert_allclose(matrices(name)[name], expected, rtol=1e-6)
-        context = strategies.SelectionContext(model=model, train=train, checkpoints=checkpoints, prompt=None,
-                                              misclassified=wrong, corrupted=np.zeros(len(train), bool), seed=0,
-                                              fit=None, batch_size=4, influence=matrices(name))
-        np.testing.assert_allclose(strategies.score(name, context), -expected.sum(1), rtol=1e-6)
+    reference = TracIn(model, checkpoints, batch_size=4)  # the second-order scores: tests/test_second_order.py
+    built = count_scorers(monkeypatch)
+    influence = InfluenceMatrices(model, checkpoints, train, wrong, batch_size=4)
+    context = strategies.SelectionContext(model=model, train=train, prompt=None, misclassified=wrong,
+                                          corrupted=np.zeros(len(train), bool), seed=0, fit=None, influence=influence)
+    scores = {name: strategies.score(name, context) for name in (*strategies.NEEDS_VALIDATION, "self_influence")}
+    assert sorted(built) == ["DataInf", "InfluenceFunction", "TRAK", "TracIn"]  # one scorer per family, shared
+    assert influence.computed == {"tracin": 1, **{name: 1 for name in SECOND_ORDER}, "self_influence": 1}
+    np.testing.assert_allclose(scores["tracin"], -reference.influence(train, wrong).sum(1), rtol=1e-6)
+    np.testing.assert_allclose(scores["self_influence"], reference.self_influence(train), rtol=1e-6)
+    for name in SECOND_ORDER:
+        np.testing.assert_allclose(scores[name], -influence[name].sum(1), rtol=1e-6)
+    with pytest.raises(KeyError, match="expected one of"):
+        _ = influence["loss"]
+
+
+def test_a_sweep_computes_each_family_once_per_scored_run(tmp_path, monkeypatch):
+    from gbair.recovery.loop import run_sweep  # pylint: disable=import-outside-toplevel
+    from tests.toy_model import toy_dataset, toy_model  # pylint: disable=import-outside-toplevel
+    splits = {name: toy_dataset(n, seed=seed, num_classes=2)
+              for name, n, seed in (("train", 12, 1), ("validation", 8, 2), ("test", 8, 3))}
+    names = ["tracin", "tracin_by_label", "influence_function", "influence_function_by_label"]
+    sweep = experiment.Experiment(
+        datasets={"toy": splits}, model=toy_model(num_classes=2), corruption_rates=[0.25], strategy_names=names,
+        train_config=trainer.TrainConfig(batch_size=4, num_steps=2, checkpoint_every=2),
+        recovery=experiment.RecoveryConfig(iterations=1, flag_count=1, tracin_batch_size=4))
+    built = count_scorers(monkeypatch)
+    run_sweep(tmp_path, sweep)
+    assert [r["strategy"] for r in read_rows(tmp_path) if r["iteration"] == "1"] == names  # V was not empty
+    assert sorted(built) == ["InfluenceFunction", "TracIn"]  # all four scored the corrupted run, two families
 
 
 def test_a_one_class_model_is_warned_naming_the_run_and_marked_in_results_and_report(tmp_path, caplog):

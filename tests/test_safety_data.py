@@ -248,14 +248,11 @@ def test_register_replaces_task_of_same_name():
 
 
 def test_providers_through_gin(clean_gin):
-    gin.parse_config(
-        [
-            f"parlai_safety_splits.data_dir = '{FIXTURES}'",
-            "parlai_safety_splits.kind = 'adversarial'",
-            "parlai_safety_splits.max_examples_per_split = 4",
-        ]
-    )
-    splits = seqio_tasks.parlai_safety_splits()
+    from gbair import config  # pylint: disable=import-outside-toplevel  (registers the providers)
+
+    config.parse([], ["SPLITS = @parlai_safety_splits()", f"parlai_safety_splits.data_dir = '{FIXTURES}'",
+                      "parlai_safety_splits.kind = 'adversarial'", "parlai_safety_splits.max_examples_per_split = 4"])
+    splits = gin.query_parameter("%SPLITS").scoped_configurable_fn()  # what a job's SPLITS gives
     full = load_parlai_single_turn(PARLAI_JSON, kind="adversarial")
     for name, ds in splits.items():
         assert len(ds) == 4 and ds.class_counts().tolist() == [2, 2]

@@ -7,6 +7,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from gbair.influence.matrices import SECOND_ORDER, InfluenceMatrices
 from gbair.influence.second_order import TRAK, DataInf, InfluenceFunction
 from gbair.influence.tracin import TracIn, projection_matrix
 from gbair.models import t5
@@ -162,15 +163,14 @@ def test_float64_one_gradient_pass_gives_the_streamed_two_pass_scores(scorer, op
 @pytest.mark.parametrize("family", ["influence_function", "trak"])
 def test_prompts_too_big_for_a_dense_curvature_need_a_projection(family, monkeypatch):
     from gbair.influence import second_order  # pylint: disable=import-outside-toplevel
-    from gbair.recovery import strategies  # pylint: disable=import-outside-toplevel
 
     model = toy_model()
     checkpoints = toy_checkpoints(model)
     monkeypatch.setattr(second_order, "MAX_DENSE_DIM", int(np.prod(model.prompt_shape)) - 1)
     with pytest.raises(ValueError, match="set projection_dim"):
-        strategies.second_order_matrix(family, model, checkpoints, TRAIN, TEST, 4)
-    projected = strategies.second_order_matrix(family, model, checkpoints, TRAIN, TEST, 4, projection_dim=6)
-    scorer = strategies.SECOND_ORDER[family](model, checkpoints, TRAIN, batch_size=4, projection_dim=6)
+        _ = InfluenceMatrices(model, checkpoints, TRAIN, TEST, batch_size=4)[family]
+    projected = InfluenceMatrices(model, checkpoints, TRAIN, TEST, batch_size=4, projection_dim=6)[family]
+    scorer = SECOND_ORDER[family](model, checkpoints, TRAIN, batch_size=4, projection_dim=6)
     np.testing.assert_allclose(projected, scorer.influence(TRAIN, TEST), rtol=1e-6)
 
 
@@ -181,9 +181,9 @@ def test_influence_function_strategies_score_every_example_with_the_tracin_rules
     checkpoints = toy_checkpoints(model)
     binary = lambda d: d.with_labels(d.labels % 2)  # noqa: E731
     train, wrong = binary(TRAIN), binary(TEST)
-    context = strategies.SelectionContext(model=model, train=train, checkpoints=checkpoints, prompt=None,
-                                          misclassified=wrong, corrupted=np.zeros(len(train), bool), seed=0,
-                                          fit=None, batch_size=4)
+    context = strategies.SelectionContext(model=model, train=train, prompt=None, misclassified=wrong,
+                                          corrupted=np.zeros(len(train), bool), seed=0, fit=None,
+                                          influence=InfluenceMatrices(model, checkpoints, train, wrong, batch_size=4))
     matrix = InfluenceFunction(model, checkpoints, train, batch_size=4).influence(train, wrong)
     np.testing.assert_allclose(strategies.score("influence_function", context), -matrix.sum(1), rtol=1e-5)
     by_label = strategies.score("influence_function_by_label", context)
@@ -340,13 +340,13 @@ def test_datainf_and_trak_strategies_are_minus_the_weighted_sum_over_v(name, sco
     model = toy_model()
     checkpoints = toy_checkpoints(model)
     train, wrong = TRAIN, TEST.with_labels(np.array([0, 0, 1, 2]))
-    context = strategies.SelectionContext(model=model, train=train, checkpoints=checkpoints, prompt=None,
-                                          misclassified=wrong, corrupted=np.zeros(len(train), bool), seed=0,
-                                          fit=None, batch_size=4, balance_classes=True)
+    context = strategies.SelectionContext(model=model, train=train, prompt=None, misclassified=wrong,
+                                          corrupted=np.zeros(len(train), bool), seed=0, fit=None, balance_classes=True,
+                                          influence=InfluenceMatrices(model, checkpoints, train, wrong, batch_size=4))
     matrix = scorer(model, checkpoints, train, batch_size=4).influence(train, wrong)
     weights = np.array([0.5, 0.5, 1.0, 1.0])
     np.testing.assert_allclose(strategies.score(name, context), -matrix @ weights, rtol=1e-5)
-    precomputed = dataclasses.replace(context, influence={name: 2 * matrix})  # the loop's cache is read
+    precomputed = dataclasses.replace(context, influence={name: 2 * matrix})  # the rule reads context.influence
     np.testing.assert_allclose(strategies.score(name, precomputed), -2 * matrix @ weights, rtol=1e-6)
 
 

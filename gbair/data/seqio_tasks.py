@@ -1,15 +1,18 @@
-"""The safety datasets as seqio Tasks, and gin providers that read their splits back through seqio.
+"""The safety datasets as seqio Tasks, and the providers that read their splits back through seqio.
 
 A task's examples are ``{"id", "text", "group", "label", "targets"}``: strings plus an int32
 ``label``, with ``targets`` the class name as the T5 verbalizer: "ok" / "not ok" for the
 dialogue-safety sets (ParlAI's __ok__ / __notok__), "non-toxic" / "toxic" for the toxicity
 sets.  Nothing is tokenized (the model tokenizes itself), so listing examples needs no
-vocabulary.  TensorFlow and seqio are imported on first use, so gin configs can import this
-module cheaply.
+vocabulary.  TensorFlow and seqio are imported on first use, so importing this module (as
+gbair.config does to register the providers with gin; it imports no gin itself) is cheap.
 
 Each ``*_splits`` provider registers its task (``gbair_parlai_safety_<kind>``, ``gbair_bad``,
 ``gbair_civil_comments``, ``gbair_wikipedia_toxicity``) and returns ``seqio_splits`` of it, so
-an experiment sees exactly what the seqio task serves.
+an experiment sees exactly what the seqio task serves. Gin (configs/datasets/): `SPLITS =
+@bad_splits()`, `bad_splits.data_dir = %DATA_DIR`, and likewise `parlai_safety_splits.kind`,
+`civil_comments_splits.threshold`, `wikipedia_toxicity_splits.validation_fraction`, ...; any other
+registered task: `SPLITS = @seqio_splits()`, `seqio_splits.task_name = "my_task"`.
 """
 
 from __future__ import annotations
@@ -18,7 +21,6 @@ import functools
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-import gin
 import numpy as np
 
 from gbair import UserError
@@ -107,9 +109,8 @@ def _decode(values: list[np.ndarray]) -> list[str]:
     return [v.decode("utf-8") for batch in values for v in batch.tolist()]
 
 
-@gin.configurable
 def seqio_splits(
-    task_name: str = gin.REQUIRED, *, class_names: Sequence[str] | None = None
+    task_name: str, *, class_names: Sequence[str] | None = None
 ) -> dict[str, TextDataset]:
     """Every split of seqio task ``task_name``, read in order with ``get_dataset(shuffle=False)``.
 
@@ -152,7 +153,6 @@ def seqio_splits(
     return out
 
 
-@gin.configurable
 def parlai_safety_splits(
     data_dir: str | None = None,
     *,
@@ -168,7 +168,6 @@ def parlai_safety_splits(
     return _serve(name, loader, max_examples_per_split, seed)
 
 
-@gin.configurable
 def bad_splits(
     data_dir: str | None = None,
     *,
@@ -185,7 +184,6 @@ def bad_splits(
     return _serve("gbair_bad", loader, max_examples_per_split, seed)
 
 
-@gin.configurable
 def civil_comments_splits(
     data_dir: str | None = None,
     *,
@@ -200,7 +198,6 @@ def civil_comments_splits(
     return _serve("gbair_civil_comments", loader, max_examples_per_split, seed)
 
 
-@gin.configurable
 def wikipedia_toxicity_splits(
     data_dir: str | None = None,
     *,

@@ -1,18 +1,16 @@
-"""Gin-configurable dataset providers: each returns {"train", "validation", "test"} TextDatasets."""
+"""The embedded corpus's dataset provider: it returns {"train", "validation", "test"} TextDatasets.
+gbair.config registers it with gin; this module imports no gin."""
 
 import pathlib
 from typing import Mapping, Sequence
-
-import gin
 
 from gbair import assets
 from gbair.data import spam_assassin
 from gbair.data.dataset import TextDataset, stratified_split
 
 
-@gin.configurable
 def spam_assassin_splits(
-    sizes: Mapping[str, int] = gin.REQUIRED,
+    sizes: Mapping[str, int],
     *,
     seed: int = 0,
     data_dir: str | None = None,
@@ -26,6 +24,10 @@ def spam_assassin_splits(
     data_dir defaults to the corpus installed by `python -m gbair.assets` (digest-checked); its
     splits are drawn over the pinned list of the ids it loads as (spam_assassin_ids.txt), so a
     record skipped on load leaves a gap instead of reshuffling every split.
+
+    Gin (configs/datasets/spam_assassin.gin): `SPLITS = @spam_assassin_splits()`,
+    `spam_assassin_splits.sizes = {"train": 1200, "validation": 400, "test": 400}`,
+    `spam_assassin_splits.seed = 0`, `spam_assassin_splits.balanced = True`.
     """
     dataset, _ = spam_assassin.load_spam_assassin(
         data_dir or assets.verified_spam_assassin_dir(), groups=groups, max_chars=max_chars

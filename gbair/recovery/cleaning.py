@@ -38,6 +38,7 @@ from gbair import UserError, files
 from gbair.data import decisions as decisions_lib
 from gbair.data.dataset import TextDataset, concat, stratified_split
 from gbair.influence.gradients import Method
+from gbair.influence.matrices import InfluenceMatrices
 from gbair.influence.tracin import check_method
 from gbair.models.prompts import PromptCheckpoint, PromptModel
 from gbair.recovery import strategies
@@ -83,7 +84,7 @@ class _Scored:
     probabilities: np.ndarray  # [N_train, C], the reported prompt's, in training-set order
     misclassified: TextDataset | None  # V's examples the prompt gets wrong (given labels), None without V
     misclassified_probabilities: np.ndarray | None  # [|V wrong|, C]
-    influence: Mapping[str, np.ndarray] | None  # FAMILIES matrices [N_train, |V wrong|]
+    influence: InfluenceMatrices  # the run's influence on V's errors ([N_train, |V wrong|] matrices by name)
     validation_metrics: dict[str, Any] | None
 
 
@@ -139,26 +140,23 @@ def _score(model: PromptModel, train: TextDataset, validation: TextDataset | Non
     """Trains on `train`, scores it with `strategy`, ranks it; None when the strategy needs the
     misclassified validation examples and there are none."""
     checkpoints, chosen = _fit(model, train, validation, train_config, directory)
-    misclassified = misclassified_probabilities = influence = metrics = None
+    misclassified = misclassified_probabilities = metrics = None
     if validation is not None:
         probabilities = trainer.predict(model, chosen.prompt, validation, train_config.eval_batch_size)
         metrics = trainer.evaluate(model, chosen.prompt, validation, train_config.eval_batch_size)
         wrong = np.flatnonzero(probabilities.argmax(1) != validation.labels)
         misclassified, misclassified_probabilities = validation.subset(wrong), probabilities[wrong]
-    if strategy in strategies.NEEDS_VALIDATION:
-        if not len(misclassified):
-            return None
-        influence = strategies.influence_matrices(
-            strategies.FAMILIES[strategy], model, checkpoints, train, misclassified, recovery.tracin_batch_size,
-            recovery.projection_dim, recovery.damping, recovery.curvature, method)
+    if strategy in strategies.NEEDS_VALIDATION and not len(misclassified):
+        return None
+    scored_against = misclassified if misclassified is not None else train.subset([])
+    influence = InfluenceMatrices(model, checkpoints, train, scored_against, batch_size=recovery.tracin_batch_size,
+                                  projection_dim=recovery.projection_dim, damping=recovery.damping,
+                                  curvature=recovery.curvature, method=method)
     context = strategies.SelectionContext(
-        model=model, train=train, checkpoints=checkpoints, prompt=chosen.prompt,
-        misclassified=misclassified if misclassified is not None else train.subset([]),
+        model=model, train=train, prompt=chosen.prompt, misclassified=scored_against,
         corrupted=np.zeros(len(train), bool), seed=seed,
         fit=lambda data, run: _fit(model, data, validation, train_config, files.path(directory) / run)[1].prompt,
-        batch_size=recovery.tracin_batch_size, influence=influence, balance_classes=recovery.balance_classes,
-        projection_dim=recovery.projection_dim, damping=recovery.damping, curvature=recovery.curvature,
-        method=method)
+        influence=influence, balance_classes=recovery.balance_classes)
     scores = strategies.score(strategy, context)
     probabilities = trainer.predict(model, chosen.prompt, train, train_config.eval_batch_size)
     excluded = set(exclude_ids)

@@ -19,13 +19,13 @@ import itertools
 import pathlib
 from typing import Any, Literal, Mapping, Sequence
 
-import gin
 import numpy as np
 
 from gbair import UserError, files
 from gbair.data.corruption import corrupt_labels
 from gbair.data.dataset import TextDataset, check_splits
 from gbair.data.decisions import apply_decisions, read_decisions, reviewed
+from gbair.influence.matrices import SECOND_ORDER
 from gbair.influence.second_order import CURVATURES
 from gbair.models.prompts import PromptModel
 from gbair.recovery import strategies
@@ -39,7 +39,6 @@ COLUMNS = ("dataset", "strategy", "corruption_rate", "seed", "iteration", "n_tra
            "one_class_prediction")
 
 
-@gin.configurable
 @dataclasses.dataclass(frozen=True)
 class RecoveryConfig:
     """How each G-BAIR iteration cleans the training set.
@@ -58,6 +57,9 @@ class RecoveryConfig:
       curvature's mean nonzero eigenvalue (None or a missing name: the scorer's default).
     curvature: influence_function's curvature, `empirical_fisher` (given labels) or `fisher`
       (labels drawn from the model; gbair.influence.second_order.InfluenceFunction); None: empirical.
+
+    Gin (registered by gbair.config): `RecoveryConfig.iterations = 2`, `RecoveryConfig.damping =
+    {"trak": 0.1}`, ...; the jobs take `@RecoveryConfig()` (`Experiment.recovery`, `clean.recovery`).
     """
 
     iterations: int = 2
@@ -82,9 +84,9 @@ class RecoveryConfig:
         if self.projection_dim is not None and self.projection_dim <= 0:
             raise UserError(f"RecoveryConfig.projection_dim={self.projection_dim}, expected > 0 or None")
         for name, value in (self.damping or {}).items():
-            if name not in strategies.SECOND_ORDER or not isinstance(value, (int, float)) or not value > 0:
+            if name not in SECOND_ORDER or not isinstance(value, (int, float)) or not value > 0:
                 raise UserError(f"RecoveryConfig.damping[{name!r}]={value!r}, expected a number > 0 for one of "
-                                f"{sorted(strategies.SECOND_ORDER)}")
+                                f"{sorted(SECOND_ORDER)}")
         if self.curvature is not None and self.curvature not in CURVATURES:
             raise UserError(f"RecoveryConfig.curvature={self.curvature!r}, expected one of {CURVATURES} or None")
 
@@ -220,7 +222,6 @@ def check_grid(strategy_names: Sequence[str] | None = None, corruption_rates: Se
         raise UserError(f"Experiment.seeds={list(seeds)}, expected non-negative ints")
 
 
-@gin.configurable
 @dataclasses.dataclass(frozen=True)
 class Experiment:
     """What a G-BAIR sweep runs: the cartesian product of datasets x rates x seeds x strategies.
@@ -230,12 +231,16 @@ class Experiment:
       tracin_by_label, tracin_cosine, influence_function, influence_function_by_label, datainf,
       trak, self_influence, loss, random, cleanlab, oracle.
     seeds: each seed sets the corruption, the prompt initialisation and the batch order.
+
+    Gin (configs/runs/gbair.gin, registered by gbair.config): `sweep.experiment = @Experiment()`,
+    `Experiment.datasets = {"spam_assassin": %SPLITS}`, `Experiment.model = %MODEL`,
+    `Experiment.corruption_rates = [0.1, 0.2]`, `Experiment.strategy_names = ["clean", "tracin"]`.
     """
 
-    datasets: Mapping[str, Mapping[str, TextDataset]] = gin.REQUIRED
-    model: PromptModel = gin.REQUIRED
-    corruption_rates: Sequence[float] = gin.REQUIRED
-    strategy_names: Sequence[str] = gin.REQUIRED
+    datasets: Mapping[str, Mapping[str, TextDataset]]
+    model: PromptModel
+    corruption_rates: Sequence[float]
+    strategy_names: Sequence[str]
     seeds: Sequence[int] = (0,)
     train_config: trainer.TrainConfig = trainer.TrainConfig()
     recovery: RecoveryConfig = RecoveryConfig()

@@ -36,6 +36,7 @@ from etils import epath
 from gbair import UserError, files, hosts, lock, run_record
 from gbair.batching import format_seconds
 from gbair.data.dataset import TextDataset
+from gbair.influence.matrices import InfluenceMatrices
 from gbair.models.prompts import PromptCheckpoint, PromptModel
 from gbair.recovery import strategies
 from gbair.scalars import Scalars
@@ -55,7 +56,7 @@ class Sweep:
         self.workdir, self.model, self.relabel_file = files.path(workdir), model, relabel_file
         self.train_config, self.recovery = train_config, recovery
         self.total_runs, self.runs_done, self.run_seconds = total_runs, 0, 0.0
-        self._influence: dict[tuple[pathlib.Path, str], dict[str, np.ndarray]] = {}  # by (scored run, family)
+        self._influence: tuple[pathlib.Path, InfluenceMatrices] | None = None  # the last scored run's
 
     # ---- what a folder's results were made from ---------------------------------------------------
 
@@ -195,14 +196,12 @@ class Sweep:
                 break
             is_corrupted = train.labels != clean_train.by_ids(train.ids).labels
             misclassified = validation.subset(np.flatnonzero(wrong))
-            influence = self.influence_matrices(previous, checkpoints, train, misclassified, name)
+            influence = self.influence(previous, checkpoints, train, misclassified)
             context = strategies.SelectionContext(
-                model=self.model, train=train, checkpoints=checkpoints, prompt=chosen.prompt,
-                misclassified=misclassified, corrupted=is_corrupted, seed=cell.seed,
+                model=self.model, train=train, prompt=chosen.prompt, misclassified=misclassified,
+                corrupted=is_corrupted, seed=cell.seed,
                 fit=lambda data, run: self.fit(data, validation, directory / run, cell.seed)[1].prompt,
-                batch_size=self.recovery.tracin_batch_size, influence=influence,
-                balance_classes=self.recovery.balance_classes, projection_dim=self.recovery.projection_dim,
-                damping=self.recovery.damping, curvature=self.recovery.curvature)
+                influence=influence, balance_classes=self.recovery.balance_classes)
             suspicion = strategies.score(name, context)
             kept = np.flatnonzero([example_id in reviewed for example_id in train.ids])  # a person's keep/relabel
             flagged = strategies.top_k(suspicion, self.recovery.k(len(train)), exclude=kept)
@@ -230,22 +229,16 @@ class Sweep:
             previous = directory
         return rows
 
-    def influence_matrices(self, scored_run: pathlib.Path, checkpoints, train: TextDataset,
-                           misclassified: TextDataset, strategy: str) -> dict[str, np.ndarray] | None:
-        """The [N_train, |V|] influence matrices a strategy reads (strategies.FAMILIES: TracIn dot and
-        cosine, or one second-order scorer's), computed once per scored run: every strategy of a family
-        at iteration 1 scores the same corrupted run."""
-        family = strategies.FAMILIES.get(strategy)
-        if family is None:
-            return None
-        key = (scored_run, family)
-        if key not in self._influence:
-            matrices = strategies.influence_matrices(
-                family, self.model, checkpoints, train, misclassified, self.recovery.tracin_batch_size,
-                self.recovery.projection_dim, self.recovery.damping, self.recovery.curvature)
-            self._influence = {k: v for k, v in self._influence.items() if k[0] == scored_run}  # keep one run's
-            self._influence[key] = matrices
-        return self._influence[key]
+    def influence(self, scored_run: pathlib.Path, checkpoints: Sequence[PromptCheckpoint], train: TextDataset,
+                  misclassified: TextDataset) -> InfluenceMatrices:
+        """The influence of `scored_run` (each family computed on first read), one for every strategy
+        that scores the same run: at iteration 1 they all score the corrupted run."""
+        if self._influence is None or self._influence[0] != scored_run:
+            self._influence = (scored_run, InfluenceMatrices(
+                self.model, checkpoints, train, misclassified, batch_size=self.recovery.tracin_batch_size,
+                projection_dim=self.recovery.projection_dim, damping=self.recovery.damping,
+                curvature=self.recovery.curvature))
+        return self._influence[1]
 
     def apply(self, train: TextDataset, flagged: np.ndarray, prompt: np.ndarray) -> TextDataset:
         """Removes the flagged examples, or relabels each to the model's most likely other class."""

@@ -4,19 +4,18 @@ Every strategy is `score(context) -> [N] suspicion`, one number per example of t
 set, higher = more likely mislabelled; the loop flags the top k (`select`) and measures detection
 over the whole ranking (AUROC, average precision against the flipped mask), so strategies compare at
 every budget, not only at k. The bounds `clean` (train on true labels) and `oracle` (flag only truly
-flipped examples) frame them.
+flipped examples) frame them. Influence is never computed here: a strategy reads the scored run's
+matrices from `context.influence` (gbair.influence.matrices, each family computed once per run).
 """
 
 import dataclasses
-from typing import Callable, Mapping, Sequence
+from typing import Callable, Mapping
 
 import numpy as np
 
 from gbair.data.dataset import TextDataset
-from gbair.influence.gradients import Method
-from gbair.influence.second_order import TRAK, DataInf, InfluenceFunction
-from gbair.influence.tracin import TracIn
-from gbair.models.prompts import PromptCheckpoint, PromptModel
+from gbair.influence.matrices import InfluenceMatrices
+from gbair.models.prompts import PromptModel
 from gbair.train import trainer
 
 
@@ -26,19 +25,16 @@ class SelectionContext:
 
     model: PromptModel
     train: TextDataset  # current training set, labels as given (noisy)
-    checkpoints: Sequence[PromptCheckpoint]  # the trajectory of the model trained on `train`
-    prompt: np.ndarray  # that model's reported prompt (the checkpoint chosen on validation)
+    prompt: np.ndarray  # the reported prompt of the model trained on `train` (chosen on validation)
     misclassified: TextDataset  # validation examples the model gets wrong, with their true labels
     corrupted: np.ndarray  # [len(train)] bool, which labels are wrong; only `oracle` may look
     seed: int
     fit: Callable[[TextDataset, str], np.ndarray]  # (training set, run name) -> reported prompt
-    batch_size: int = 32
-    influence: Mapping[str, np.ndarray] | None = None  # dot / cosine / a SECOND_ORDER name -> [N_train, |V|]
+    # The one source of influence (each family computed once per scored run): `influence[name]`
+    # [N_train, |V|] for a FAMILY_OF name, `.self_influence()` [N_train]. A plain mapping of given
+    # matrices serves the rules that read them.
+    influence: InfluenceMatrices | Mapping[str, np.ndarray]
     balance_classes: bool = False  # weigh V's classes equally in TracIn's sum over V
-    projection_dim: int | None = None  # influence_function and trak solve in a projection of this size
-    damping: Mapping[str, float] | None = None  # SECOND_ORDER name -> damping (else the scorer's default)
-    curvature: str | None = None  # influence_function's curvature (else the empirical Fisher)
-    method: Method = "tiled"  # per-example gradients (gbair.influence.gradients): `vmap` for [P, E]-only models
 
 
 def query_weights(labels: np.ndarray, balance_classes: bool) -> np.ndarray:
@@ -50,21 +46,13 @@ def query_weights(labels: np.ndarray, balance_classes: bool) -> np.ndarray:
     return 1.0 / counts[labels]
 
 
-def _tracin_matrix(context: SelectionContext, variant: str) -> np.ndarray:
-    """[N_train, |V|] TracIn of the training set on V: precomputed by the loop, or computed here."""
-    if context.influence is not None:
-        return context.influence[variant]
-    return TracIn(context.model, context.checkpoints, variant=variant, batch_size=context.batch_size,
-                  method=context.method).influence(context.train, context.misclassified)
-
-
 def tracin(context: SelectionContext, variant: str = "dot") -> np.ndarray:
     """G-BAIR: how much each training example opposes fixing the misclassified validation set V.
 
     suspicion(z) = -sum_v w_v TracIn(z, v) over V (true labels; w_v from `query_weights`): a very
     negative influence means training on z pushed V's loss up.
     """
-    return _minus_sum_over_v(_tracin_matrix(context, variant), context)
+    return _minus_sum_over_v(context.influence[variant], context)
 
 
 def tracin_by_label(context: SelectionContext) -> np.ndarray:
@@ -77,7 +65,7 @@ def tracin_by_label(context: SelectionContext) -> np.ndarray:
     suspicion is that rank as a fraction of its label's count, so each given label is flagged in
     proportion to its share of the training set. Examples whose label has no such error in V get 0.
     """
-    return _by_label(_tracin_matrix(context, "dot"), context)
+    return _by_label(context.influence["dot"], context)
 
 
 def _minus_sum_over_v(influence: np.ndarray, context: SelectionContext) -> np.ndarray:
@@ -99,66 +87,24 @@ def _by_label(influence: np.ndarray, context: SelectionContext) -> np.ndarray:
     return suspicion
 
 
-# The second-order scorers (gbair.influence.second_order), their curvature from the current training set.
-SECOND_ORDER: dict[str, type[TracIn]] = {"influence_function": InfluenceFunction, "datainf": DataInf, "trak": TRAK}
-
-
-def second_order_matrix(family: str, model: PromptModel, checkpoints: Sequence[PromptCheckpoint],
-                        train: TextDataset, misclassified: TextDataset, batch_size: int,
-                        projection_dim: int | None = None, damping: Mapping[str, float] | None = None,
-                        curvature: str | None = None, method: Method = "tiled") -> np.ndarray:
-    """[N_train, |V|] influence of the SECOND_ORDER scorer `family`, its curvature from `train`;
-    projection_dim applies to influence_function and trak (DataInf's blocks need no projection),
-    damping[family] (when given) to any, curvature (when given) to influence_function."""
-    options = {"method": method} if family == "datainf" else {"projection_dim": projection_dim, "method": method}
-    if damping and family in damping:
-        options["damping"] = damping[family]
-    if curvature is not None and family == "influence_function":
-        options["curvature"] = curvature
-    return SECOND_ORDER[family](model, checkpoints, train, batch_size=batch_size, **options).influence(
-        train, misclassified)
-
-
-def influence_matrices(family: str, model: PromptModel, checkpoints: Sequence[PromptCheckpoint], train: TextDataset,
-                       misclassified: TextDataset, batch_size: int, projection_dim: int | None = None,
-                       damping: Mapping[str, float] | None = None, curvature: str | None = None,
-                       method: Method = "tiled") -> dict[str, np.ndarray]:
-    """The [N_train, |V|] matrices the strategies of FAMILIES value `family` read: TracIn's dot and cosine
-    (one pass), or one SECOND_ORDER scorer's (`second_order_matrix`)."""
-    if family == "tracin":
-        scorer = TracIn(model, checkpoints, batch_size=batch_size, method=method)
-        return dict(zip(("dot", "cosine"), scorer.influence_dot_and_cosine(train, misclassified)))
-    return {family: second_order_matrix(family, model, checkpoints, train, misclassified, batch_size, projection_dim,
-                                        damping, curvature, method)}
-
-
-def _second_order_matrix(context: SelectionContext, family: str) -> np.ndarray:
-    """`second_order_matrix` on the context: precomputed by the loop, or computed here."""
-    if context.influence is not None and family in context.influence:
-        return context.influence[family]
-    return second_order_matrix(family, context.model, context.checkpoints, context.train, context.misclassified,
-                               context.batch_size, context.projection_dim, context.damping, context.curvature,
-                               context.method)
-
-
 def influence_function(context: SelectionContext) -> np.ndarray:
     """G-BAIR's rule (minus the sum over V) with influence functions instead of TracIn."""
-    return _minus_sum_over_v(_second_order_matrix(context, "influence_function"), context)
+    return _minus_sum_over_v(context.influence["influence_function"], context)
 
 
 def influence_function_by_label(context: SelectionContext) -> np.ndarray:
     """`tracin_by_label`'s rule with influence functions instead of TracIn."""
-    return _by_label(_second_order_matrix(context, "influence_function"), context)
+    return _by_label(context.influence["influence_function"], context)
 
 
 def datainf(context: SelectionContext) -> np.ndarray:
     """G-BAIR's rule with DataInf (closed-form inverse of a block-diagonal damped Fisher) instead of TracIn."""
-    return _minus_sum_over_v(_second_order_matrix(context, "datainf"), context)
+    return _minus_sum_over_v(context.influence["datainf"], context)
 
 
 def trak(context: SelectionContext) -> np.ndarray:
     """G-BAIR's rule with TRAK (margin-gradient regression, averaged over checkpoints) instead of TracIn."""
-    return _minus_sum_over_v(_second_order_matrix(context, "trak"), context)
+    return _minus_sum_over_v(context.influence["trak"], context)
 
 
 def tracin_cosine(context: SelectionContext) -> np.ndarray:
@@ -168,8 +114,7 @@ def tracin_cosine(context: SelectionContext) -> np.ndarray:
 
 def self_influence(context: SelectionContext) -> np.ndarray:
     """TracIn self-influence: examples the model finds hardest to fit (Pruthi et al.)."""
-    return TracIn(context.model, context.checkpoints, batch_size=context.batch_size,
-                  method=context.method).self_influence(context.train)
+    return context.influence.self_influence()
 
 
 def loss(context: SelectionContext) -> np.ndarray:
@@ -215,12 +160,9 @@ STRATEGIES: dict[str, Callable[[SelectionContext], np.ndarray]] = {
 }
 BOUNDS = ("clean",)  # not selection strategies: trained once on the true labels
 TRACIN_BASED = ("tracin", "tracin_by_label", "tracin_cosine")  # these get per-example explanations in the report
-# Strategies that read precomputed [N_train, |V|] matrices, by family: "tracin" (dot and cosine, one pass)
-# or a SECOND_ORDER name; the loop computes each family's matrices once per scored run.
-FAMILIES: dict[str, str] = {
-    **{name: "tracin" for name in TRACIN_BASED},
-    "influence_function": "influence_function", "influence_function_by_label": "influence_function",
-    "datainf": "datainf", "trak": "trak"}
+# Strategies that read the [N_train, |V|] influence on the misclassified validation examples V
+# (context.influence[...]); the others score the training set alone.
+NEEDS_VALIDATION = (*TRACIN_BASED, "influence_function", "influence_function_by_label", "datainf", "trak")
 
 
 # What each strategy's score means, one sentence each, for flagged.csv's readers and the review page
@@ -247,8 +189,6 @@ MEANINGS: dict[str, str] = {
                 "means held-out models find the given label less likely (more suspicious).",
     "oracle": "1 for a truly corrupted label, else 0 (needs the true labels).",
 }
-# Strategies that need the misclassified validation examples V (the others score the training set alone).
-NEEDS_VALIDATION = tuple(FAMILIES)
 
 
 def other_class(probabilities: np.ndarray, labels: np.ndarray) -> np.ndarray:

@@ -13,7 +13,6 @@ import os
 import time
 from typing import Any, Literal, Sequence
 
-import gin
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -21,18 +20,15 @@ import optax
 from absl import logging
 from jax.sharding import NamedSharding, PartitionSpec
 
-from gbair import UserError, files, lock, run_record
-from gbair.batching import Progress, format_seconds, make_batch, map_batches, on_mesh, pad_indices
-from gbair.data.dataset import TextDataset, check_splits
-from gbair.data.decisions import apply_decisions
-from gbair.models import prompts
+from gbair import UserError, files
+from gbair.batching import Progress, make_batch, map_batches, on_mesh, pad_indices
+from gbair.data.dataset import TextDataset
 from gbair.models.prompts import PromptCheckpoint, PromptModel, place
 from gbair.scalars import Scalars
 from gbair.train import checkpoints
 from gbair.train.metrics import classification_metrics
 
 
-@gin.configurable
 @dataclasses.dataclass(frozen=True)
 class TrainConfig:
     """How to tune the prompt.
@@ -48,6 +44,10 @@ class TrainConfig:
     checkpoint_every: save every this many steps (and always at the end); 0 = once per epoch.
     select_by: which checkpoint is the reported prompt: `last`, or the best on the validation split
       by `loss` (lowest), `auc`, `accuracy` or `f1` (highest); ties go to the earlier step.
+
+    Gin (registered by gbair.config): `TrainConfig.learning_rate = 0.3`, `TrainConfig.num_steps = 100`,
+    ...; the jobs take `@TrainConfig()` (`Experiment.train_config`, `clean.train_config`,
+    `train_and_evaluate.config`).
     """
 
     optimizer: Literal["adafactor", "adam"] = "adafactor"
@@ -382,39 +382,3 @@ def example_losses(model: PromptModel, prompt: Any, dataset: TextDataset, batch_
 def evaluate(model: PromptModel, prompt: Any, dataset: TextDataset, batch_size: int = 64) -> dict[str, Any]:
     """accuracy, f1, auc on `dataset`'s labels."""
     return classification_metrics(dataset.labels, predict(model, prompt, dataset, batch_size))
-
-
-@gin.configurable
-def train_and_evaluate(workdir: str, *, model: PromptModel = gin.REQUIRED,
-                       splits: dict[str, TextDataset] = gin.REQUIRED,
-                       config: TrainConfig = TrainConfig(), relabel_file: str | None = None) -> dict[str, Any]:
-    """The training run: tune on splits["train"], evaluate on "validation" and "test".
-
-    relabel_file: decisions (see gbair.data.decisions) applied to the training split first.
-
-    Writes WORKDIR/checkpoints/ (resumable), WORKDIR/prompt.npy (the checkpoint chosen by
-    config.select_by), WORKDIR/metrics.json and TensorBoard scalars in WORKDIR/tensorboard/.
-    """
-    workdir = files.path(workdir)
-    check_splits(splits, "train_and_evaluate: splits")
-    with lock.hold(workdir):  # the workdir's only writer (already held when started by gbair.main)
-        files.remove_orphans(workdir)
-        train_set = apply_decisions(splits["train"], relabel_file) if relabel_file else splits["train"]
-        logging.info("Training on %s; validation %s; test %s", train_set, splits["validation"], splits["test"])
-        result = train(model, train_set, config, workdir / "checkpoints",
-                       validation=None if config.select_by == "last" else splits["validation"],
-                       scalars_dir=workdir / "tensorboard")
-        chosen = select_checkpoint(checkpoints.load_prompt_checkpoints(workdir / "checkpoints"), config.select_by)
-        metrics: dict[str, Any] = {"steps": result.steps, "wall_time_s": round(result.wall_time_s, 3),
-                                   "checkpoint_steps": list(result.checkpoint_steps), "selected_step": chosen.step}
-        for name in ("validation", "test"):
-            for key, value in evaluate(model, chosen.prompt, splits[name], config.eval_batch_size).items():
-                metrics[f"{name}_{key}"] = value
-        metrics["one_class_prediction"] = warn_if_one_class(model, chosen, splits["validation"], workdir,
-                                                            config.eval_batch_size)
-        prompts.save_prompt(workdir / "prompt.npy", chosen.prompt)
-        files.write_json(workdir / "metrics.json", metrics)
-        run_record.record(workdir)
-    logging.info("test accuracy %.4f  f1 %.4f  auc %s  (%d steps, %s)", metrics["test_accuracy"],
-                 metrics["test_f1"], metrics["test_auc"], result.steps, format_seconds(result.wall_time_s))
-    return metrics
