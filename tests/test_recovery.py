@@ -19,7 +19,7 @@ from gbair import UserError
 from gbair.recovery import experiment, strategies
 from gbair.train import checkpoints as prompt_checkpoints
 from gbair.train import trainer
-from gbair.recovery.experiment import COLUMNS
+from gbair.workdir import COLUMNS
 from tests.test_main import read_scalars
 
 REPO = pathlib.Path(__file__).resolve().parent.parent

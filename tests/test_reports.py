@@ -8,6 +8,7 @@ import sys
 import pytest
 
 from gbair.reports import paper, plots, tables
+from gbair.workdir import REQUIRED_COLUMNS
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -31,7 +32,7 @@ for _strategy, _its in {
 
 
 def write_results(path: pathlib.Path, runs=RUNS, drop: tuple[str, ...] = ()) -> pathlib.Path:
-    columns = [c for c in tables.COLUMNS if c not in drop]
+    columns = [c for c in REQUIRED_COLUMNS if c not in drop]
     remaining: dict[tuple, int] = {}
     with open(path, "w", newline="", encoding="utf-8") as f:
         writer = csv.DictWriter(f, fieldnames=columns, extrasaction="ignore")

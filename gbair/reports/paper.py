@@ -4,6 +4,7 @@ import os
 
 from gbair.reports import plots, tables
 from gbair import files
+from gbair.workdir import results_path
 
 
 def write_report(workdir: os.PathLike) -> str:
@@ -14,7 +15,7 @@ def write_report(workdir: os.PathLike) -> str:
     and test_f1_vs_iteration.png, test_auc_vs_iteration.png, recovery.png.
     Returns what the main job prints: test F1 and AUC tables and their recovered fractions."""
     workdir = files.path(workdir)
-    rows = tables.load_results(workdir / "results.csv")
+    rows = tables.load_results(results_path(workdir))
     tables_md = {metric: tables.write_table(rows, workdir, metric)
                  for metric in ("test_f1", "test_auc", "test_accuracy", "flagged_precision")}
     recovered_md = {metric: tables.write_table(rows, workdir, metric, "recovered") for metric in tables.RECOVERY_METRICS}

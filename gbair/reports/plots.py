@@ -15,13 +15,14 @@ from matplotlib.figure import Figure
 
 from gbair.reports import tables
 from gbair import files
+from gbair.workdir import results_path
 
 PANEL_SIZE = (4.0, 3.0)  # inches per dataset x rate panel
 
 
-def _panels(rows: list[tables.Row]) -> tuple[Figure, dict[tables.Cell, object]]:
+def _panels(rows: list[tables.Row]) -> tuple[Figure, dict[tables.Panel, object]]:
     """One panel per dataset (grid row) x corruption rate (grid column)."""
-    cells = tables.cells(rows)
+    cells = tables.panels(rows)
     if not cells:
         raise ValueError("no results rows to plot")
     datasets = sorted({d for d, _ in cells})
@@ -104,7 +105,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("workdir", help="directory holding results.csv; the PNGs are written next to it")
     args = parser.parse_args(argv)
     workdir = files.path(args.workdir)
-    rows = tables.load_results(workdir / "results.csv")
+    rows = tables.load_results(results_path(workdir))
     for metric in ("test_f1", "test_auc"):
         plot_metric_vs_iteration(rows, workdir / f"{metric}_vs_iteration.png", metric)
         print(workdir / f"{metric}_vs_iteration.png")
