@@ -73,7 +73,7 @@ def test_rows_follow_the_bookkeeping(uninterrupted):
             assert 0.0 <= float(after["test_f1"]) <= 1.0
     assert all(r["n_flagged"] == r["n_flagged_corrupted"] for r in by_strategy["oracle"])
     assert "| dataset | corruption_rate | clean | corrupted |" in result.stdout  # the printed table
-    for name in ("table_test_f1.md", "recovered_test_auc.md", "detection_detection_auroc.md",
+    for name in ("table_test_f1.md", "recovered_test_auc.md", "detection_auroc.md",
                  "test_f1_vs_iteration.png", "recovery.png"):
         assert (workdir / name).stat().st_size > 0
     for row in rows:  # detection is measured at every cleaning iteration, and only there
@@ -202,7 +202,7 @@ def test_sigkill_while_writing_reports_then_rerun_gives_the_same_results_and_rep
     assert rerun.returncode == 0, rerun.stderr[-4000:]
     assert "training run" not in rerun.stderr and not list(tmp_path.rglob(".*.tmp"))
     assert without_wall_time(read_rows(tmp_path)) == without_wall_time(read_rows(reference))
-    for name in ("table_test_f1.md", "recovered_test_f1.md", "detection_detection_auroc.md"):
+    for name in ("table_test_f1.md", "recovered_test_f1.md", "detection_auroc.md"):
         assert (tmp_path / name).read_text() == (reference / name).read_text()
     assert sorted(p.name for p in tmp_path.glob("report_*.html")) == sorted(p.name for p in reference.glob("report_*.html"))
 

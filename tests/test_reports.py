@@ -156,8 +156,10 @@ def test_report_writes_tables_and_plots(workdir):
     assert table[1][2] == "0.990 ± 0.014"
     for name in ("test_f1_vs_iteration.png", "test_auc_vs_iteration.png", "recovery.png"):
         assert (workdir / name).read_bytes().startswith(PNG_SIGNATURE)
-    for name in ("recovered_test_f1.md", "recovered_test_auc.csv", "recovered_per_seed.csv", "detection_detection_auroc.md"):
+    for name in ("recovered_test_f1.md", "recovered_test_auc.csv", "recovered_per_seed.csv", "detection_auroc.md",
+                 "detection_ap.csv"):
         assert (workdir / name).stat().st_size > 0
+    assert not list(workdir.glob("detection_detection_*"))  # the kind is said once
 
 
 def test_clis(workdir):

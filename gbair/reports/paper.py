@@ -11,7 +11,7 @@ def write_report(workdir: os.PathLike) -> str:
     """From WORKDIR/results.csv write, each as .md and .csv:
     table_<m> for test_f1, test_auc, test_accuracy and flagged_precision (mean ± std over seeds);
     recovered_<m> for test_f1, test_auc, test_accuracy (recovered fraction, mean [95% interval]);
-    recovered_per_seed.csv; detection_<m> for detection_auroc and detection_ap at iteration 1;
+    recovered_per_seed.csv; detection_auroc and detection_ap at iteration 1;
     and test_f1_vs_iteration.png, test_auc_vs_iteration.png, recovery.png.
     Returns what the main job prints: test F1 and AUC tables and their recovered fractions."""
     workdir = files.path(workdir)

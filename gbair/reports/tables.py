@@ -287,7 +287,7 @@ def to_csv(header: list[str], body: list[list[str]]) -> str:
 
 
 def write_table(rows: list[Row], workdir: os.PathLike, metric: str = "test_f1", kind: str = "table") -> str:
-    """Write WORKDIR/<kind>_<metric>.md and .csv atomically; return the markdown.
+    """Write WORKDIR/<table_name>.md and .csv atomically; return the markdown.
 
     kind: `table` (the paper's table, `paper_table`), `recovered` (`recovery_table`) or `detection`
     (`detection_table` at iteration 1).
@@ -296,9 +296,14 @@ def write_table(rows: list[Row], workdir: os.PathLike, metric: str = "test_f1", 
     header, body = make(rows, metric)
     markdown = to_markdown(header, body)
     workdir = files.path(workdir)
-    files.write_text(workdir / f"{kind}_{metric}.md", markdown)
-    files.write_text(workdir / f"{kind}_{metric}.csv", to_csv(header, body))
+    files.write_text(workdir / f"{table_name(kind, metric)}.md", markdown)
+    files.write_text(workdir / f"{table_name(kind, metric)}.csv", to_csv(header, body))
     return markdown
+
+
+def table_name(kind: str, metric: str) -> str:
+    """<kind>_<metric>, the kind said once: detection_ap, not detection_detection_ap."""
+    return metric if metric.startswith(f"{kind}_") else f"{kind}_{metric}"
 
 
 def recovery_curve(rows: list[Row], strategy: str) -> dict[Panel, list[tuple[float, float]]]:
