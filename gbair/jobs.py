@@ -22,9 +22,11 @@ from gbair.train.trainer import TrainConfig
 
 
 @gin.configurable
-def sweep(workdir: str, experiment: Experiment = gin.REQUIRED) -> str:
-    """Runs every (dataset, rate, seed, strategy) cell, writes the reports; returns the printed tables."""
-    results = loop.run_sweep(workdir, experiment)
+def sweep(workdir: str, command: run_record.Command = run_record.Command(),
+          experiment: Experiment = gin.REQUIRED) -> str:
+    """Runs every (dataset, rate, seed, strategy) cell, writes the reports; returns the printed tables.
+    `command`: what gbair.main parsed, for the workdir's record (gbair.run_record)."""
+    results = loop.run_sweep(workdir, experiment, command)
     table = paper.write_report(workdir)
     pages = explain.write_reports(workdir, experiment)
     print(f"\nResults: {results}\nHTML reports: {', '.join(map(str, pages))}\n\n{table}")
@@ -32,7 +34,8 @@ def sweep(workdir: str, experiment: Experiment = gin.REQUIRED) -> str:
 
 
 @gin.configurable
-def clean(workdir: str, *, model: PromptModel = gin.REQUIRED, data_file: str | None = None,
+def clean(workdir: str, command: run_record.Command = run_record.Command(), *,
+          model: PromptModel = gin.REQUIRED, data_file: str | None = None,
           splits: Callable[[], Mapping[str, TextDataset]] | None = None, text_column: str = "text",
           label_column: str = "label", id_column: str | None = None, validation_file: str | None = None,
           decisions_file: str | None = None, strategy: str = "loss", holdout_fraction: float = 0.2,
@@ -42,7 +45,7 @@ def clean(workdir: str, *, model: PromptModel = gin.REQUIRED, data_file: str | N
     dataset config's splits provider (the embedded corpus's `spam_assassin_splits`, or a seqio/TFDS task's
     such as `bad_splits`; their validation split is then V), with T iterations of `strategy` (gbair.recovery.cleaning). Writes
     WORKDIR/flagged.csv, WORKDIR/cleaned.<jsonl|csv> (the data minus removals, with relabels, in its own
-    format and columns) and WORKDIR/report.html; returns the summary it prints."""
+    format and columns) and WORKDIR/report.html; returns the summary it prints. `command`: as for `sweep`."""
     workdir = files.path(workdir)
     def read(path: str) -> user_files.LabelledFile:
         return user_files.read_labelled_file(path, text_column=text_column, label_column=label_column,
@@ -64,7 +67,7 @@ def clean(workdir: str, *, model: PromptModel = gin.REQUIRED, data_file: str | N
                                recovery=recovery, method=method, seed=seed)
     with lock.hold(workdir):  # the workdir's only writer (already held when started by gbair.main)
         files.remove_orphans(workdir)
-        run_record.record(workdir)  # only now: the settings and the data are valid
+        run_record.record(workdir, command)  # only now: the settings and the data are valid
         result = cleaner.run()
         files.write_text(workdir / "flagged.csv", flagged_csv(result.flagged))
         cleaned = workdir / f"cleaned{source.suffix}"

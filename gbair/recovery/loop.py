@@ -241,13 +241,15 @@ def _fmt(value: float | None) -> str:
     return "-" if value is None else f"{value:.4f}"
 
 
-def run_sweep(workdir: files.Location, experiment: Experiment) -> epath.Path:
-    """Every (dataset, rate, seed, strategy) cell of `experiment` in `workdir`; returns results.csv."""
+def run_sweep(workdir: files.Location, experiment: Experiment,
+              command: run_record.Command = run_record.Command()) -> epath.Path:
+    """Every (dataset, rate, seed, strategy) cell of `experiment` in `workdir`; returns results.csv.
+    `command`: the gin files and bindings it came from, for the workdir's record (gbair.run_record)."""
     with lock.hold(workdir):  # the workdir's only writer (already held when started by gbair.main)
-        return _run_sweep(workdir, experiment)
+        return _run_sweep(workdir, experiment, command)
 
 
-def _run_sweep(workdir: files.Location, experiment: Experiment) -> epath.Path:
+def _run_sweep(workdir: files.Location, experiment: Experiment, command: run_record.Command) -> epath.Path:
     cells = experiment.cells()
     files.remove_orphans(workdir)
     runs_per_cell = 1 + sum(experiment.recovery.iterations * (4 if s == "cleanlab" else 1)
@@ -256,7 +258,7 @@ def _run_sweep(workdir: files.Location, experiment: Experiment) -> epath.Path:
     run = Sweep(workdir, experiment.model, experiment.train_config, experiment.recovery,
                 total_runs=len(cells) * runs_per_cell + clean_runs, relabel_file=experiment.relabel_file)
     run.prepare(cells, experiment.datasets, with_clean="clean" in experiment.strategy_names)
-    run_record.record(workdir)  # only now: the settings are valid and this workdir is theirs
+    run_record.record(workdir, command)  # only now: the settings are valid and this workdir is theirs
     for name, splits in experiment.datasets.items():
         logging.info("TrainConfig on %s: %s", name, experiment.train_config.describe_length(len(splits["train"])))
     for i, cell in enumerate(cells, 1):

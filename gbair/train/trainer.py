@@ -344,7 +344,8 @@ def evaluate(model: PromptModel, prompt: Any, dataset: TextDataset, batch_size: 
 
 
 @gin.configurable
-def train_and_evaluate(workdir: str, *, model: PromptModel = gin.REQUIRED,
+def train_and_evaluate(workdir: str, command: run_record.Command = run_record.Command(), *,
+                       model: PromptModel = gin.REQUIRED,
                        splits: dict[str, TextDataset] = gin.REQUIRED,
                        config: TrainConfig = TrainConfig(), relabel_file: str | None = None) -> dict[str, Any]:
     """The training run: tune on splits["train"], evaluate on "validation" and "test".
@@ -373,7 +374,7 @@ def train_and_evaluate(workdir: str, *, model: PromptModel = gin.REQUIRED,
                                                             config.eval_batch_size)
         prompts.save_prompt(workdir / "prompt.npy", chosen.prompt)
         files.write_json(workdir / "metrics.json", metrics)
-        run_record.record(workdir)
+        run_record.record(workdir, command)
     logging.info("test accuracy %.4f  f1 %.4f  auc %s  (%d steps, %s)", metrics["test_accuracy"],
                  metrics["test_f1"], metrics["test_auc"], result.steps, format_seconds(result.wall_time_s))
     return metrics
