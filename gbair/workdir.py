@@ -36,7 +36,7 @@ from gbair.batching import map_batches
 from gbair.data.dataset import TextDataset
 from gbair.models.prompts import PromptModel
 
-# ---- results.csv ------------------------------------------------------------------------------
+# ---- results.csv's schema ---------------------------------------------------------------------
 
 # The first 13 columns are in every results.csv gbair wrote; later ones were added at the end (so older
 # files still load) and are empty where undefined, e.g. detection at iteration 0. one_class_prediction:
@@ -53,6 +53,8 @@ CLEAN = "clean"  # the bound trained on the true labels: one iteration-0 row per
 # labels) comes last as the upper bound on detection. Any other name follows, alphabetically.
 STRATEGY_ORDER = ("tracin", "tracin_by_label", "tracin_cosine", "influence_function", "influence_function_by_label",
                   "datainf", "trak", "self_influence", "loss", "random", "cleanlab", "oracle")
+
+# ---- the layout --------------------------------------------------------------------------------
 
 RESULTS_FILE = "results.csv"
 IDENTITY_FILE = "identity.json"
