@@ -14,6 +14,7 @@ import numpy as np
 
 from gbair import files
 from gbair.explain import RunExplainer
+from gbair.workdir import read_state
 
 
 def main() -> None:
@@ -34,7 +35,7 @@ def main() -> None:
         true = run.true_labels(cell, noisy)
         base[cell.rate].append(np.bincount(noisy.labels, minlength=len(class_names)) / len(noisy))
         for name in names:
-            state = files.read_json(files.path(args.workdir) / cell.path / name / "it1" / "state.json")
+            state = read_state(files.path(args.workdir) / cell.run(name, 1))
             if state is None:
                 continue
             flagged = np.flatnonzero(~np.isin(np.asarray(noisy.ids), state["ids"]))

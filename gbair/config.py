@@ -1,8 +1,9 @@
 """Gin set-up shared by the entry points: what gin may name (`CONFIGURABLES`), where configs live,
 parsing, early checks, running the configured job.
 
-`parse` remembers what it parsed; the job records it, with the operative config, in WORKDIR/config.gin
-and WORKDIR/gin_config.json once it has validated it (gbair.run_record), so tools such as
+`parse` returns what it parsed (a gbair.run_record.Command); `execute` hands it to the job, which
+records it, with the operative config, in WORKDIR/config.gin and WORKDIR/gin_config.json once it has
+validated it (gbair.run_record), so tools such as
 `python -m gbair.explain` can rebuild the same model and data (`parse_recorded`).
 """
 
@@ -37,10 +38,12 @@ gin.external_configurable(t5.T5Config)  # custom (e.g. tiny test) sizes: t5_1_1_
 
 
 @gin.configurable
-def execute(workdir: str, job: Callable[[str], object] = gin.REQUIRED) -> object:
-    """Runs `job(workdir)`; a gin run file chooses the job (`execute.job = @train_and_evaluate`)."""
+def execute(workdir: str, command: run_record.Command,
+            job: Callable[[str, run_record.Command], object] = gin.REQUIRED) -> object:
+    """Runs `job(workdir, command)`; a gin run file chooses the job (`execute.job = @train_and_evaluate`);
+    `command` is what `parse` parsed, for the job's record."""
     try:
-        return job(workdir)
+        return job(workdir, command)
     except RuntimeError as e:  # gin's way of saying a gin.REQUIRED setting was not given
         if str(e).startswith("Required bindings"):
             raise UserError(str(e)) from e
@@ -87,8 +90,9 @@ def find_gin_file(name: str) -> str:
     raise UsageError(f"--gin_file={name}: no such file (looked in . and {REPO_ROOT})")
 
 
-def parse(files: Sequence[str], bindings: Sequence[str]) -> list[str]:
-    """Parses gin files (found as given or under the repository root) and bindings; returns the files.
+def parse(files: Sequence[str], bindings: Sequence[str]) -> run_record.Command:
+    """Parses gin files (found as given or under the repository root) and bindings; returns them, the
+    files as found.
 
     UsageError (one line) for a missing file, an unknown name or a syntax error in a file or binding."""
     gin.clear_config()
@@ -100,8 +104,7 @@ def parse(files: Sequence[str], bindings: Sequence[str]) -> list[str]:
         raise UsageError(_parse_error(e)) from e
     except (ValueError, OSError) as e:
         raise UsageError(f"gin config: {(str(e).strip().splitlines() or [type(e).__name__])[0]}") from e
-    run_record.remember(found, list(bindings))
-    return found
+    return run_record.Command(tuple(found), tuple(bindings))
 
 
 def _parse_error(e: SyntaxError | tokenize.TokenError) -> str:

@@ -11,9 +11,7 @@ stored (explanations.npz); any other example is scored on the spot from the run'
 """
 
 import base64
-import csv
 import dataclasses
-import io
 import pathlib
 import sys
 import textwrap
@@ -25,11 +23,13 @@ from absl import flags
 from gbair import UserError, cli, config, files
 from gbair import report_html
 from gbair.data.dataset import TextDataset, concat
-from gbair.influence.tracin import TracIn
+from gbair.influence.tracin import TracIn, most_influential
 from gbair.recovery import cleaning, strategies
-from gbair.recovery.experiment import COLUMNS, EXPLAIN_FILE, Cell, Experiment, corrupted_train, load_explanations
+from gbair.recovery.experiment import Experiment, corrupted_train
 from gbair.train import checkpoints as prompt_checkpoints
 from gbair.train import trainer
+from gbair.workdir import (COLUMNS, Cell, checkpoints_dir, iteration_dir, load_explanations, read_state,
+                           result_rows, trained_set)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -45,9 +45,9 @@ class IterationScores:
 
 
 def neighbours(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """Per query, the k highest-scoring (proponents) and lowest-scoring (opponents) training indices."""
-    order = np.argsort(-scores, axis=0, kind="stable")
-    return order[:k].T, order[::-1][:k].T
+    """Per query (column of [N_train, Q] `scores`), the k proponents' and the k opponents' training
+    indices [Q, k] (gbair.influence.tracin.most_influential: TracIn.top_k's ranking of a stored matrix)."""
+    return most_influential(scores, k).indices, most_influential(scores, k, opponents=True).indices
 
 
 class RunExplainer:
@@ -82,22 +82,19 @@ class RunExplainer:
         noisy = self.noisy_train(cell)
         if iteration == 1:
             return noisy
-        path = self.workdir / cell.path / strategy / f"it{iteration - 1}" / "state.json"
-        state = files.read_json(path)
+        before = self.workdir / cell.run(strategy, iteration - 1)
+        state = read_state(before)
         if state is None:
-            raise FileNotFoundError(f"{path} is missing: iteration {iteration - 1} of {strategy} has not finished")
-        return noisy.by_ids(state["ids"]).with_labels(state["labels"])
+            raise FileNotFoundError(f"{before}: iteration {iteration - 1} of {strategy} has not finished")
+        return trained_set(state, noisy)
 
     def checkpoints_before(self, cell: Cell, strategy: str, iteration: int):
-        run = "corrupted" if iteration == 1 else f"{strategy}/it{iteration - 1}"
-        return prompt_checkpoints.load_prompt_checkpoints(self.workdir / cell.path / run / "checkpoints")
+        return prompt_checkpoints.load_prompt_checkpoints(
+            checkpoints_dir(self.workdir / cell.run(strategy, iteration - 1)))
 
     def stored(self, cell: Cell, strategy: str, iteration: int) -> IterationScores | None:
-        path = self.workdir / cell.path / strategy / f"it{iteration}" / EXPLAIN_FILE
-        if not path.exists():
-            return None
-        saved = load_explanations(path)
-        if "dot" not in saved:  # a strategy without TracIn scores (its page shows its ranking alone)
+        saved = load_explanations(self.workdir / cell.run(strategy, iteration))
+        if saved is None or "dot" not in saved:  # "dot": TracIn strategies (the others' pages show their ranking)
             return None
         train = self.noisy_train(cell).by_ids(saved["train_ids"]).with_labels(saved["train_labels"])
         queries = self.splits(cell)["validation"].by_ids(saved["query_ids"])
@@ -165,10 +162,9 @@ class RunExplainer:
         for strategy in [s for s in self.experiment.strategy_names if s not in strategies.BOUNDS]:
             found = hits = 0
             for t in range(1, self.experiment.recovery.iterations + 1):
-                path = self.workdir / cell.path / strategy / f"it{t}" / EXPLAIN_FILE
-                if not path.exists():
+                saved = load_explanations(self.workdir / cell.run(strategy, t))
+                if saved is None:
                     break
-                saved = load_explanations(path)
                 train = noisy.by_ids(saved["train_ids"]).with_labels(saved["train_labels"])
                 to_global, flagged = noisy.positions(train.ids), saved["flagged"]
                 flagged_corrupted = train.labels[flagged] != self.true_labels(cell, train.subset(flagged))
@@ -196,11 +192,7 @@ class RunExplainer:
                     "n_flagged_corrupted": int(flagged_corrupted.sum()),
                     "precision_so_far": hits / found if found else None,
                 })
-        results = self.workdir / "results.csv"
-        rows = []
-        if results.exists():
-            rows = [r for r in csv.DictReader(io.StringIO(results.read_text())) if r["dataset"] == cell.dataset
-                    and float(r["corruption_rate"]) == cell.rate and int(r["seed"]) == cell.seed]
+        rows = result_rows(self.workdir, cell)
         header = list(COLUMNS)
         plots = {p.stem: "data:image/png;base64," + base64.b64encode(p.read_bytes()).decode()
                  for p in sorted(self.workdir.glob("*.png"))}
@@ -231,8 +223,7 @@ def cleaning_report_data(result: cleaning.Cleaning, name: str, strategy: str, k:
     iterations, rows = [], []
     for state in result.iterations:
         t = state["iteration"]
-        stored = result.folder / f"it{t}" / EXPLAIN_FILE
-        saved = load_explanations(stored) if stored.exists() else None
+        saved = load_explanations(iteration_dir(result.folder, t))
         where = {example_id: j for j, example_id in enumerate(saved["query_ids"])} if saved is not None else {}
         misclassified = []
         for m in state["misclassified"]:

@@ -29,7 +29,8 @@ from gbair.train import trainer
 
 
 @gin.configurable
-def train_and_evaluate(workdir: str, *, model: PromptModel = gin.REQUIRED,
+def train_and_evaluate(workdir: str, command: run_record.Command = run_record.Command(), *,
+                       model: PromptModel = gin.REQUIRED,
                        splits: dict[str, TextDataset] = gin.REQUIRED,
                        config: trainer.TrainConfig = trainer.TrainConfig(),
                        relabel_file: str | None = None) -> dict[str, Any]:
@@ -39,6 +40,7 @@ def train_and_evaluate(workdir: str, *, model: PromptModel = gin.REQUIRED,
 
     Writes WORKDIR/checkpoints/ (resumable), WORKDIR/prompt.npy (the checkpoint chosen by
     config.select_by), WORKDIR/metrics.json and TensorBoard scalars in WORKDIR/tensorboard/.
+    `command`: as for `sweep`.
     """
     workdir = files.path(workdir)
     check_splits(splits, "train_and_evaluate: splits")
@@ -60,16 +62,18 @@ def train_and_evaluate(workdir: str, *, model: PromptModel = gin.REQUIRED,
                                                                     config.eval_batch_size)
         prompts.save_prompt(workdir / "prompt.npy", chosen.prompt)
         files.write_json(workdir / "metrics.json", metrics)
-        run_record.record(workdir)
+        run_record.record(workdir, command)
     logging.info("test accuracy %.4f  f1 %.4f  auc %s  (%d steps, %s)", metrics["test_accuracy"],
                  metrics["test_f1"], metrics["test_auc"], result.steps, format_seconds(result.wall_time_s))
     return metrics
 
 
 @gin.configurable
-def sweep(workdir: str, experiment: Experiment = gin.REQUIRED) -> str:
-    """Runs every (dataset, rate, seed, strategy) cell, writes the reports; returns the printed tables."""
-    results = loop.run_sweep(workdir, experiment)
+def sweep(workdir: str, command: run_record.Command = run_record.Command(),
+          experiment: Experiment = gin.REQUIRED) -> str:
+    """Runs every (dataset, rate, seed, strategy) cell, writes the reports; returns the printed tables.
+    `command`: what gbair.main parsed, for the workdir's record (gbair.run_record)."""
+    results = loop.run_sweep(workdir, experiment, command)
     table = paper.write_report(workdir)
     pages = explain.write_reports(workdir, experiment)
     print(f"\nResults: {results}\nHTML reports: {', '.join(map(str, pages))}\n\n{table}")
@@ -77,7 +81,8 @@ def sweep(workdir: str, experiment: Experiment = gin.REQUIRED) -> str:
 
 
 @gin.configurable
-def clean(workdir: str, *, model: PromptModel = gin.REQUIRED, data_file: str | None = None,
+def clean(workdir: str, command: run_record.Command = run_record.Command(), *,
+          model: PromptModel = gin.REQUIRED, data_file: str | None = None,
           splits: Callable[[], Mapping[str, TextDataset]] | None = None, text_column: str = "text",
           label_column: str = "label", id_column: str | None = None, validation_file: str | None = None,
           decisions_file: str | None = None, strategy: str = "loss", holdout_fraction: float = 0.2,
@@ -87,7 +92,7 @@ def clean(workdir: str, *, model: PromptModel = gin.REQUIRED, data_file: str | N
     dataset config's splits provider (the embedded corpus's `spam_assassin_splits`, or a seqio/TFDS task's
     such as `bad_splits`; their validation split is then V), with T iterations of `strategy` (gbair.recovery.cleaning). Writes
     WORKDIR/flagged.csv, WORKDIR/cleaned.<jsonl|csv> (the data minus removals, with relabels, in its own
-    format and columns) and WORKDIR/report.html; returns the summary it prints."""
+    format and columns) and WORKDIR/report.html; returns the summary it prints. `command`: as for `sweep`."""
     workdir = files.path(workdir)
     def read(path: str) -> user_files.LabelledFile:
         return user_files.read_labelled_file(path, text_column=text_column, label_column=label_column,
@@ -109,7 +114,7 @@ def clean(workdir: str, *, model: PromptModel = gin.REQUIRED, data_file: str | N
                                recovery=recovery, method=method, seed=seed)
     with lock.hold(workdir):  # the workdir's only writer (already held when started by gbair.main)
         files.remove_orphans(workdir)
-        run_record.record(workdir)  # only now: the settings and the data are valid
+        run_record.record(workdir, command)  # only now: the settings and the data are valid
         result = cleaner.run()
         files.write_text(workdir / "flagged.csv", flagged_csv(result.flagged))
         cleaned = workdir / f"cleaned{source.suffix}"

@@ -59,14 +59,14 @@ def main(argv: list[str]) -> None:
     if FLAGS.workdir is None:
         raise UsageError("flag --workdir must have a value (or give --print_config to only print the settings)")
     hosts.initialize(FLAGS.distributed, FLAGS.coordinator_address, FLAGS.num_processes, FLAGS.process_id)
-    config.parse(FLAGS.gin_file, FLAGS.gin_bindings)
+    command = config.parse(FLAGS.gin_file, FLAGS.gin_bindings)
     config.check_settings()  # before the job loads any data
     workdir = files.path(FLAGS.workdir)
     if hosts.is_writer():
         workdir.mkdir(parents=True, exist_ok=True)
     logging.info("gbair: workdir %s", workdir)
     with lock.hold(workdir):  # before the job builds its model and data: a second process stops at once
-        config.execute(os.fspath(workdir))
+        config.execute(os.fspath(workdir), command)
 
 
 def run() -> None:

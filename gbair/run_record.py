@@ -8,14 +8,17 @@ and bindings, and the gbair source they ran.
   before config.gin existed rebuild from these) and `source` (`source_version`: the git commit of the
   checkout, and whether it had local changes).
 
-The entry point `remember`s what it parsed; the job `record`s both once it has validated its settings
-(and its workdir), so a rerun that fails validation never overwrites the record of a good run.
+The entry point parses the command (gbair.config.parse returns it, a `Command`) and hands it to the job,
+which `record`s both once it has validated its settings (and its workdir), so a rerun that fails
+validation never overwrites the record of a good run.
 `gbair.config.parse_recorded` reads them back (`operative` first, else `recorded`).
 """
 
+import dataclasses
 import os
 import pathlib
 import subprocess
+from typing import Sequence
 
 import gin
 
@@ -23,18 +26,24 @@ from gbair import UserError, files
 
 GIN_RECORD = "gin_config.json"
 OPERATIVE_CONFIG = "config.gin"
-_parsed: dict[str, list[str]] = {"gin_files": [], "gin_bindings": []}
 
 
-def remember(gin_files: list[str], bindings: list[str]) -> None:
-    _parsed.update(gin_files=list(gin_files), gin_bindings=list(bindings))
+@dataclasses.dataclass(frozen=True)
+class Command:
+    """The gin files (as found) and bindings a command parsed: what was typed. Empty for a job called
+    from Python, whose settings config.gin alone records."""
+
+    gin_files: Sequence[str] = ()
+    gin_bindings: Sequence[str] = ()
 
 
-def record(workdir: str | os.PathLike) -> None:
+def record(workdir: str | os.PathLike, command: Command) -> None:
     """Writes config.gin (the operative config so far: call this once the job has built its parts)
-    and gin_config.json."""
+    and gin_config.json (`command` and the source)."""
     files.write_text(files.path(workdir) / OPERATIVE_CONFIG, gin.operative_config_str())
-    files.write_json(files.path(workdir) / GIN_RECORD, {**_parsed, "source": source_version()})
+    files.write_json(files.path(workdir) / GIN_RECORD, {"gin_files": list(command.gin_files),
+                                                        "gin_bindings": list(command.gin_bindings),
+                                                        "source": source_version()})
 
 
 def source_version() -> dict[str, str | bool | None]:

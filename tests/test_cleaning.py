@@ -18,6 +18,7 @@ from gbair.recovery import cleaning
 from gbair.recovery.experiment import RecoveryConfig
 from gbair.train import checkpoints as prompt_checkpoints
 from gbair.train import trainer
+from gbair.workdir import CLEANING_DIR
 from tests.conftest import CLEANING_FIXTURES, JSONL_COLUMNS, clean
 
 REPO = pathlib.Path(__file__).resolve().parent.parent
@@ -55,7 +56,7 @@ def test_loss_ranks_by_the_given_labels_loss_and_removes_in_the_inputs_own_lines
 
     # Oracle: iteration 1's scores are the given labels' losses under its own (last) checkpoint, highest first.
     data = read_labelled_file(JSONL, class_names=("ham", "spam"), **JSONL_COLUMNS).dataset
-    (folder,) = (cleaned_by_loss / cleaning.FOLDER).iterdir()
+    (folder,) = (cleaned_by_loss / CLEANING_DIR).iterdir()
     prompt = prompt_checkpoints.load_prompt_checkpoints(folder / "it1" / "checkpoints")[-1].prompt
     losses = trainer.example_losses(tiny_classifier, prompt, data)
     top = np.argsort(-losses, kind="stable")[:3]
@@ -73,11 +74,11 @@ def test_loss_ranks_by_the_given_labels_loss_and_removes_in_the_inputs_own_lines
 
 def test_a_rerun_trains_nothing_and_a_kept_example_is_never_flagged_again(cleaned_by_loss, tiny_classifier, tmp_path):
     before = flagged(cleaned_by_loss)
-    states = sorted((cleaned_by_loss / cleaning.FOLDER).glob("*/it*/state.json"))
+    states = sorted((cleaned_by_loss / CLEANING_DIR).glob("*/it*/state.json"))
     stamps = [p.stat().st_mtime_ns for p in states]
     clean(cleaned_by_loss, tiny_classifier, JSONL, strategy="loss")
     assert flagged(cleaned_by_loss) == before
-    assert sorted((cleaned_by_loss / cleaning.FOLDER).glob("*/it*/state.json")) == states
+    assert sorted((cleaned_by_loss / CLEANING_DIR).glob("*/it*/state.json")) == states
     assert [p.stat().st_mtime_ns for p in states] == stamps
 
     first = by_iteration(before)[1]
@@ -114,7 +115,7 @@ def test_an_influence_strategy_holds_out_v_and_ranks_by_its_own_score(cleaned_by
     rows = flagged(cleaned_by_tracin_by_label)
     scores = [float(r["score"]) for r in rows]
     assert len(rows) == 3 and scores == sorted(scores, reverse=True) and all(0 < s <= 1 for s in scores)
-    (folder,) = (cleaned_by_tracin_by_label / cleaning.FOLDER).iterdir()
+    (folder,) = (cleaned_by_tracin_by_label / CLEANING_DIR).iterdir()
     state = json.loads((folder / "it1" / "state.json").read_text())
     assert state["n_train"] == 18 and state["misclassified"]  # 24 - 6 held out; V has errors to explain
     held_out = {m["id"] for m in state["misclassified"]}
@@ -200,7 +201,7 @@ def test_a_dataset_configs_splits_are_cleaned_with_their_validation_split_for_ch
                train_config=trainer.TrainConfig(optimizer="adam", learning_rate=0.05, batch_size=8, num_steps=4,
                                                 checkpoint_every=2, select_by="loss"),
                recovery=RecoveryConfig(iterations=1, flag_count=2))
-    (folder,) = (tmp_path / cleaning.FOLDER).iterdir()
+    (folder,) = (tmp_path / CLEANING_DIR).iterdir()
     state = json.loads((folder / "it1" / "state.json").read_text())
     assert state["n_train"] == 12  # all of train is cleaned; the checkpoint is chosen on the validation split
     expected = trainer.evaluate(tiny_classifier, trainer.select_checkpoint(

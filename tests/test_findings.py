@@ -15,6 +15,7 @@ import pytest
 from scipy import stats
 
 from gbair.reports import findings, tables
+from gbair.workdir import REQUIRED_COLUMNS
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 CORRUPTED = "<iteration 0>"  # study key for the model trained on the corrupted labels (every strategy's it0)
@@ -55,7 +56,7 @@ def write_study(path: pathlib.Path, study: Study, arm_column: bool = True) -> pa
         names = sorted(s for a, r, sd, s in present if (a, r, sd) == (arm, rate, seed)) \
             if strategy == CORRUPTED else [strategy]
         lines += [(arm, name, rate, seed, it, f1, auc, det) for name in names]
-    columns = tables.COLUMNS + ("detection_auroc",) + (("arm",) if arm_column else ())
+    columns = REQUIRED_COLUMNS + ("detection_auroc",) + (("arm",) if arm_column else ())
     with open(path, "w", newline="", encoding="utf-8") as f:
         writer = csv.DictWriter(f, fieldnames=columns, extrasaction="ignore")
         writer.writeheader()

@@ -39,6 +39,9 @@ def test_train_run_writes_metrics_prompt_and_checkpoints_then_resumes(tmp_path, 
     assert sorted(scalars["train/loss"]) == [4]  # log_every 5; no validation during training (select_by last)
     assert all(v > 0 for v in scalars["train/examples_per_s"].values())
     assert "checkpoint_manager.py" not in first.stderr  # library INFO chatter is filtered out
+    record = json.loads((tmp_path / "gin_config.json").read_text())  # what was typed, handed to the job
+    assert record["gin_files"] == [str(REPO / "configs/runs/train.gin")]
+    assert "TrainConfig.num_epochs = 2" in record["gin_bindings"] and len(record["gin_bindings"]) == 7
 
     again = run_main(tmp_path, model_dir=tiny_bert_dir, data_dir=spam_fixture_dir)
     assert again.returncode == 0, again.stderr[-3000:]

@@ -37,8 +37,7 @@ def clean_gin():
 
 
 def run(experiment: str, workdir: pathlib.Path, bindings: list[str]) -> None:
-    config.parse([f"configs/experiments/{experiment}"], bindings)
-    config.execute(str(workdir))
+    config.execute(str(workdir), config.parse([f"configs/experiments/{experiment}"], bindings))
 
 
 def test_paper_config_without_paths_names_the_missing_setting(tmp_path):

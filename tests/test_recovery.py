@@ -21,7 +21,8 @@ from gbair.reports import plots
 from gbair.train.metrics import found_by_prefix
 from gbair.train import checkpoints as prompt_checkpoints
 from gbair.train import trainer
-from gbair.recovery.experiment import COLUMNS
+from gbair import workdir as workdir_lib
+from gbair.workdir import COLUMNS
 from tests.test_main import read_scalars
 
 REPO = pathlib.Path(__file__).resolve().parent.parent
@@ -75,7 +76,7 @@ def test_rows_follow_the_bookkeeping(uninterrupted):
             assert 0.0 <= float(after["test_f1"]) <= 1.0
     assert all(r["n_flagged"] == r["n_flagged_corrupted"] for r in by_strategy["oracle"])
     assert "| dataset | corruption_rate | clean | corrupted |" in result.stdout  # the printed table
-    for name in ("table_test_f1.md", "recovered_test_auc.md", "detection_detection_auroc.md",
+    for name in ("table_test_f1.md", "recovered_test_auc.md", "detection_auroc.md",
                  "test_f1_vs_iteration.png", "recovery.png"):
         assert (workdir / name).stat().st_size > 0
     for row in rows:  # detection is measured at every cleaning iteration, and only there
@@ -90,7 +91,7 @@ def test_rows_follow_the_bookkeeping(uninterrupted):
 
 def test_the_sweep_writes_each_strategys_recovery_curve_at_iteration_1(uninterrupted):
     workdir, _ = uninterrupted
-    curves = plots.load_curves(workdir / experiment.RECOVERY_CURVES_FILE)
+    curves = plots.load_curves(workdir / workdir_lib.RECOVERY_CURVES_FILE)
     assert sorted(curves) == [("spam_assassin", 0.25, s) for s in ("loss", "oracle", "random", "tracin")]
     oracle = curves[("spam_assassin", 0.25, "oracle")][0]  # 10 of 40 corrupted, flagged first: min(n, 10) / 10 found
     assert oracle[0].tolist() == [0, 0] and oracle[-1].tolist() == [1, 1]
@@ -103,16 +104,14 @@ def test_a_recovery_curve_counts_the_corrupted_labels_of_every_prefix_and_finish
     found = [0, 1, 1, 2, 2, 3, 3, 3, 3, 3, 3]  # counted by hand, prefix lengths 0..10
     assert found_by_prefix(corrupted, ranking, 10, points=11) == [(n / 10, f / 4) for n, f in enumerate(found)]
     assert found_by_prefix(np.zeros(10, bool), ranking, 10) == []  # nothing to find: no curve
-    cell = experiment.Cell("toy", 0.1, 3)
+    cell = workdir_lib.Cell("toy", 0.1, 3)
     for name, finished in (("oracle", True), ("loss", False)):  # loss was interrupted: its curve is not joined
         oracle = np.argsort(~corrupted, kind="stable")
-        loop.write_curve(tmp_path / cell.path / name / experiment.RECOVERY_CURVES_FILE, cell, name,
-                         found_by_prefix(corrupted, oracle, 10, points=11))
+        workdir_lib.write_curve(tmp_path, cell, name, found_by_prefix(corrupted, oracle, 10, points=11))
         if finished:
-            files.write_json(tmp_path / cell.path / name / "done.json", [cell.row(name, 0, n_train=10)])
-    loop.Sweep(tmp_path, None, None, None, total_runs=0).write_results()
-    assert plots.RECOVERY_CURVES_FILE == experiment.RECOVERY_CURVES_FILE
-    curves = plots.load_curves(tmp_path / plots.RECOVERY_CURVES_FILE)
+            workdir_lib.write_done(tmp_path, cell, name, [cell.row(name, 0, n_train=10)])
+    workdir_lib.write_results(tmp_path)
+    curves = plots.load_curves(tmp_path / workdir_lib.RECOVERY_CURVES_FILE)
     assert list(curves) == [("toy", 0.1, "oracle")] and list(curves[("toy", 0.1, "oracle")]) == [3]
     assert curves[("toy", 0.1, "oracle")][3][:, 1].tolist() == [min(n, 4) / 4 for n in range(11)]
 
@@ -233,7 +232,7 @@ def test_sigkill_while_writing_reports_then_rerun_gives_the_same_results_and_rep
     assert rerun.returncode == 0, rerun.stderr[-4000:]
     assert "training run" not in rerun.stderr and not list(tmp_path.rglob(".*.tmp"))
     assert without_wall_time(read_rows(tmp_path)) == without_wall_time(read_rows(reference))
-    for name in ("table_test_f1.md", "recovered_test_f1.md", "detection_detection_auroc.md"):
+    for name in ("table_test_f1.md", "recovered_test_f1.md", "detection_auroc.md"):
         assert (tmp_path / name).read_text() == (reference / name).read_text()
     assert sorted(p.name for p in tmp_path.glob("report_*.html")) == sorted(p.name for p in reference.glob("report_*.html"))
 

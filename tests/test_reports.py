@@ -8,6 +8,7 @@ import sys
 import pytest
 
 from gbair.reports import paper, plots, tables
+from gbair.workdir import RECOVERY_CURVES_FILE, REQUIRED_COLUMNS
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -31,7 +32,7 @@ for _strategy, _its in {
 
 
 def write_results(path: pathlib.Path, runs=RUNS, drop: tuple[str, ...] = ()) -> pathlib.Path:
-    columns = [c for c in tables.COLUMNS if c not in drop]
+    columns = [c for c in REQUIRED_COLUMNS if c not in drop]
     remaining: dict[tuple, int] = {}
     with open(path, "w", newline="", encoding="utf-8") as f:
         writer = csv.DictWriter(f, fieldnames=columns, extrasaction="ignore")
@@ -155,8 +156,10 @@ def test_report_writes_tables_and_plots(workdir):
     assert table[1][2] == "0.990 ± 0.014"
     for name in ("test_f1_vs_iteration.png", "test_auc_vs_iteration.png", "recovery.png"):
         assert (workdir / name).read_bytes().startswith(PNG_SIGNATURE)
-    for name in ("recovered_test_f1.md", "recovered_test_auc.csv", "recovered_per_seed.csv", "detection_detection_auroc.md"):
+    for name in ("recovered_test_f1.md", "recovered_test_auc.csv", "recovered_per_seed.csv", "detection_auroc.md",
+                 "detection_ap.csv"):
         assert (workdir / name).stat().st_size > 0
+    assert not list(workdir.glob("detection_detection_*"))  # the kind is said once
 
 
 def test_clis_take_workdir_flags_and_printing_writes_nothing(workdir):
@@ -189,18 +192,18 @@ def test_every_strategy_keeps_a_distinct_style_in_every_figure():
 
 def test_recovery_plot_without_a_curve_file_and_with_one(workdir):
     rows = tables.load_results(workdir / "results.csv")
-    assert plots.load_curves(workdir / plots.RECOVERY_CURVES_FILE) == {}  # made before the sweep wrote it
+    assert plots.load_curves(workdir / RECOVERY_CURVES_FILE) == {}  # made before the sweep wrote it
     plots.plot_recovery(rows, workdir / "recovery.png", {})
-    (workdir / plots.RECOVERY_CURVES_FILE).write_text(
+    (workdir / RECOVERY_CURVES_FILE).write_text(
         "dataset,corruption_rate,seed,strategy,fraction_flagged,fraction_found\n"
         "spam,0.1,0,tracin,0.0,0.0\nspam,0.1,0,tracin,0.5,0.9\nspam,0.1,0,tracin,1.0,1.0\n")
-    curves = plots.load_curves(workdir / plots.RECOVERY_CURVES_FILE)
+    curves = plots.load_curves(workdir / RECOVERY_CURVES_FILE)
     assert list(curves) == [("spam", 0.1, "tracin")] and curves[("spam", 0.1, "tracin")][0].tolist()[1] == [0.5, 0.9]
     plots.plot_recovery(rows, workdir / "recovery.png", curves)  # a curve in one panel, points only in the other
     assert (workdir / "recovery.png").read_bytes().startswith(PNG_SIGNATURE)
-    (workdir / plots.RECOVERY_CURVES_FILE).write_text("dataset,seed\nspam,0\n")
+    (workdir / RECOVERY_CURVES_FILE).write_text("dataset,seed\nspam,0\n")
     with pytest.raises(ValueError, match="recovery_curves.csv: missing column 'corruption_rate'"):
-        plots.load_curves(workdir / plots.RECOVERY_CURVES_FILE)
+        plots.load_curves(workdir / RECOVERY_CURVES_FILE)
 
 
 def test_flagged_precision_table(workdir):

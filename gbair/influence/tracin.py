@@ -32,6 +32,14 @@ class KMostInfluential(NamedTuple):
     scores: np.ndarray  # [T, k]
 
 
+def most_influential(scores: np.ndarray, k: int, *, opponents: bool = False) -> KMostInfluential:
+    """`TracIn.top_k` of an influence matrix already at hand ([N_train, T] `scores`, e.g. a run's
+    stored explanations): per test example the k highest (opponents: lowest) scores, ties in
+    training-set order, as TracIn.top_k ranks them."""
+    order = np.argsort(scores if opponents else -scores, axis=0, kind="stable")[:k].T
+    return KMostInfluential(order, np.take_along_axis(np.asarray(scores).T, order, axis=1))
+
+
 def projection_matrix(dim_in: int, dim_out: int, seed: int) -> jax.Array:
     """Gaussian Johnson-Lindenstrauss map [dim_in, dim_out] with entries N(0, 1/dim_out).
 
@@ -138,7 +146,9 @@ class TracIn:
                                                                    self._self_influence_fn, ())])
 
     def top_k(self, train: TextDataset, test: TextDataset, k: int, *, opponents: bool = False) -> KMostInfluential:
-        """Per test example, the k proponents (highest scores) or opponents (lowest) in `train`."""
+        """Per test example, the k proponents (highest scores) or opponents (lowest) in `train`, ties in
+        training-set order: `most_influential(self.influence(train, test), k)` without the [N_train, T]
+        matrix in memory."""
         if not 0 < k <= len(train):
             raise ValueError(f"TracIn.top_k: k={k}, expected 1..{len(train)} (the training set size)")
         test_side = self._test_side(test, aggregate=False)

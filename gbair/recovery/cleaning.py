@@ -19,11 +19,12 @@ then explain instead of finding errors in training. `loss`, `cleanlab`, `self_in
 A person's decisions (gbair.data.decisions) are applied before any training; every example a person
 decided on (keep or relabel) is never flagged again, in any iteration or rerun.
 
-Workdir (the job's): WORKDIR/cleaning/<identity>/, one folder per distinct setting (data, V, decisions,
-model, TrainConfig, RecoveryConfig, strategy, seed), holds identity.json, it<t>/checkpoints/ (iteration
-t's training run, resumable), it<t>/state.json (its flagged rows and the next training set, written
-once the iteration finished) and, for TracIn strategies, it<t>/explanations.npz. A rerun of the same
-settings trains nothing again; other settings (a new decisions file) get a folder of their own.
+Workdir (the job's, laid out by gbair.workdir): WORKDIR/cleaning/<identity>/, one folder per distinct
+setting (data, V, decisions, model, TrainConfig, RecoveryConfig, strategy, seed), holds identity.json,
+it<t>/checkpoints/ (iteration t's training run, resumable), it<t>/state.json (its flagged rows and the
+next training set, written once the iteration finished) and, for TracIn strategies,
+it<t>/explanations.npz. A rerun of the same settings trains nothing again; other settings (a new
+decisions file) get a folder of their own.
 """
 
 import dataclasses
@@ -42,12 +43,14 @@ from gbair.influence.matrices import InfluenceMatrices
 from gbair.influence.tracin import check_method
 from gbair.models.prompts import PromptCheckpoint, PromptModel
 from gbair.recovery import strategies
-from gbair.recovery.experiment import EXPLAIN_FILE, IDENTITY_FILE, RecoveryConfig, save_explanations
+from gbair.recovery.experiment import RecoveryConfig
 from gbair.train import checkpoints as prompt_checkpoints
 from gbair.train import trainer
+from gbair.workdir import (checkpoints_dir, cleaning_dir, dataset_fingerprint, digest, iteration_dir,
+                           model_fingerprint, read_state, record_identity, save_explanations, trained_set,
+                           write_state)
 
 FLAGGED_COLUMNS = ("id", "text", "given_label", "suggested_label", "score", "rank", "iteration", "strategy")
-FOLDER = "cleaning"
 DEFAULT_TRAIN_CONFIG = trainer.TrainConfig()
 
 
@@ -128,7 +131,7 @@ def hold_out(dataset: TextDataset, fraction: float, seed: int) -> tuple[TextData
 def _fit(model: PromptModel, train: TextDataset, validation: TextDataset | None, config: trainer.TrainConfig,
          directory: files.Location) -> tuple[list[PromptCheckpoint], PromptCheckpoint]:
     """Trains a fresh prompt on `train` (resuming from `directory`); its checkpoints and the reported one."""
-    checkpoint_dir = files.path(directory) / "checkpoints"
+    checkpoint_dir = checkpoints_dir(directory)
     trainer.train(model, train, config, checkpoint_dir, validation=None if config.select_by == "last" else validation)
     saved = prompt_checkpoints.load_prompt_checkpoints(checkpoint_dir, delete_hint=files.path(directory))
     return saved, trainer.select_checkpoint(saved, config.select_by)
@@ -245,31 +248,29 @@ class Cleaner:
         self.validation = decisions_lib.apply(validation, self.decisions) if self.held_out else validation
         recovery.check_budget(self.train, "the data to clean")
         identity = {
-            "data": trainer.dataset_fingerprint(data), "decisions": trainer.digest(sorted(self.decisions.items())),
-            "validation": None if validation is None else trainer.dataset_fingerprint(validation),
-            "held_out": self.held_out, "model": trainer.model_fingerprint(model),
-            "TrainConfig": trainer.digest(dataclasses.asdict(train_config)),
-            "RecoveryConfig": trainer.digest(dataclasses.asdict(recovery)), "strategy": strategy,
+            "data": dataset_fingerprint(data), "decisions": digest(sorted(self.decisions.items())),
+            "validation": None if validation is None else dataset_fingerprint(validation),
+            "held_out": self.held_out, "model": model_fingerprint(model),
+            "TrainConfig": digest(dataclasses.asdict(train_config)),
+            "RecoveryConfig": digest(dataclasses.asdict(recovery)), "strategy": strategy,
             "method": method, "seed": seed}
-        self.folder = files.path(workdir) / FOLDER / trainer.digest(identity)[:16]
+        self.folder = cleaning_dir(workdir, identity)
         self.identity = identity
 
     def run(self) -> Cleaning:
-        if files.read_json(self.folder / IDENTITY_FILE) is None:
-            files.write_json(self.folder / IDENTITY_FILE, self.identity)
+        record_identity(self.folder, self.identity)
         train, states = self.train, []
         for t in range(1, self.recovery.iterations + 1):
-            path = self.folder / f"it{t}" / "state.json"
-            state = files.read_json(path)
+            state = read_state(iteration_dir(self.folder, t))
             if state is None:  # not finished before (an interrupted run resumes its training)
                 state = self.iterate(train, t)
                 if state is None:
                     logging.info("%s: the prompt misclassifies no validation example; stopping at iteration %d",
                                  self.strategy, t - 1)
                     break
-                files.write_json(path, state)
+                write_state(iteration_dir(self.folder, t), state)
             states.append(state)
-            train = self.train.by_ids(state["ids"]).with_labels(state["labels"])
+            train = trained_set(state, self.train)
         everything = concat([train, self.validation]) if self.held_out else train
         kept = set(everything.ids)
         cleaned = everything.by_ids([i for i in self.data_ids if i in kept])
@@ -277,7 +278,7 @@ class Cleaner:
 
     def iterate(self, train: TextDataset, t: int) -> dict | None:
         """Iteration t on `train`: train, score, flag k, apply the action; its state (None: V has no errors)."""
-        directory = self.folder / f"it{t}"
+        directory = iteration_dir(self.folder, t)
         scored = _score(self.model, train, self.validation, self.strategy, train_config=self.train_config,
                         recovery=self.recovery, directory=directory, seed=self.seed, method=self.method,
                         exclude_ids=self.reviewed)
@@ -292,7 +293,7 @@ class Cleaner:
         else:
             after = train.subset(np.setdiff1d(np.arange(len(train)), flagged))
         if self.strategy in strategies.TRACIN_BASED:
-            save_explanations(directory / EXPLAIN_FILE, train, scored.misclassified,
+            save_explanations(directory, train, scored.misclassified,
                               scored.misclassified_probabilities.argmax(1), scored.influence, flagged)
         names = train.class_names
         rows = [{"id": issues.ids[r], "text": train.texts[flagged[r]], "given_label": names[issues.given[r]],

@@ -1,25 +1,10 @@
-"""What a G-BAIR run is and how its workdir is laid out: read by the sweep that writes it
-(gbair.recovery.loop) and by the tools that read it back (gbair.explain, gbair.reports).
-
-WORKDIR/cells/<dataset>/rate=<r>/seed=<s>/ holds one folder per training run (`corrupted`, then
-<strategy>/it<t>), identity.json (what determines the cell's results), <strategy>/done.json (a
-finished strategy's rows), <strategy>/it<t>/state.json (a finished iteration's training set and row)
-and <strategy>/it<t>/explanations.npz (what the HTML report shows: the ranking scores, V's errors, for
-TracIn strategies their influence matrices), <strategy>/recovery_curves.csv (the curve of its ranking at
-iteration 1: corrupted labels found by every flagged fraction). The clean bound, the same at every
-rate, is trained once in WORKDIR/cells/<dataset>/clean/seed=<s>/. WORKDIR/results.csv has COLUMNS;
-WORKDIR/recovery_curves.csv joins the cells' curves (RECOVERY_CURVE_COLUMNS).
-WORKDIR/tensorboard/ mirrors cells/: scalars of every training run and every strategy's iterations.
-WORKDIR/gbair.lock exists while a process writes the workdir (gbair.lock).
+"""What a G-BAIR run is: its settings (Experiment, RecoveryConfig) and the cells they make, with each
+cell's corrupted training set. Where a run's results lie in its workdir is gbair.workdir's.
 """
 
 import dataclasses
-import io
 import itertools
-import pathlib
-from typing import Any, Literal, Mapping, Sequence
-
-import numpy as np
+from typing import Literal, Mapping, Sequence
 
 from gbair import UserError, files
 from gbair.data.corruption import corrupt_labels
@@ -30,13 +15,7 @@ from gbair.influence.second_order import CURVATURES
 from gbair.models.prompts import PromptModel
 from gbair.recovery import strategies
 from gbair.train import trainer
-
-# one_class_prediction: 1 when the row's model predicts one class for every validation example
-# (gbair.train.trainer.warn_if_one_class). New columns go at the end, so older results.csv files still load.
-COLUMNS = ("dataset", "strategy", "corruption_rate", "seed", "iteration", "n_train", "n_flagged",
-           "n_flagged_corrupted", "n_corrupted_remaining", "test_accuracy", "test_f1", "test_auc", "wall_time_s",
-           "selected_step", "n_misclassified", "detection_auroc", "detection_ap", "precision_at_k", "recall_at_k",
-           "one_class_prediction")
+from gbair.workdir import Cell
 
 
 @dataclasses.dataclass(frozen=True)
@@ -124,62 +103,6 @@ class RecoveryConfig:
                 f"examples of {where}; expected at most {counts[smallest] - 1}, so that every class keeps at least "
                 f"1 example even if every flagged example has its label ({smallest!r} has {counts[smallest]}) and "
                 f"the retrained prompt still learns every class: lower the flag budget or the iterations")
-
-
-EXPLAIN_FILE = "explanations.npz"
-IDENTITY_FILE = "identity.json"
-SCALARS_DIR = "tensorboard"  # WORKDIR/tensorboard/<run or strategy folder>/: TensorBoard event files
-# <cell>/<strategy>/recovery_curves.csv: the recovery curve of the strategy's ranking at iteration 1
-# (RECOVERY_CURVE_COLUMNS, gbair.train.metrics.found_by_prefix); WORKDIR/recovery_curves.csv joins them all.
-RECOVERY_CURVES_FILE = "recovery_curves.csv"
-RECOVERY_CURVE_COLUMNS = ("dataset", "corruption_rate", "seed", "strategy", "fraction_flagged", "fraction_found")
-
-
-def save_explanations(path: files.Location, train: TextDataset, misclassified: TextDataset, predicted: np.ndarray,
-                      influence: Mapping[str, np.ndarray] | None, flagged: np.ndarray,
-                      suspicion: np.ndarray | None = None, confidence: np.ndarray | None = None) -> None:
-    """What `gbair.explain` and the HTML report show for one iteration (numpy arrays, no pickle): the
-    training set, V's misclassified examples with the predicted class (and its probability, `confidence`),
-    the flagged indices and every example's ranking score (`suspicion`), and TracIn's dot and cosine
-    [N_train, |V|] matrices for the TracIn strategies."""
-    arrays = {"train_ids": np.array(train.ids, dtype=str), "train_labels": train.labels,
-              "query_ids": np.array(misclassified.ids, dtype=str), "query_labels": misclassified.labels,
-              "predicted": predicted, "flagged": flagged}
-    if influence is not None:
-        arrays.update(dot=influence["dot"], cosine=influence["cosine"])
-    if suspicion is not None:
-        arrays["suspicion"] = suspicion
-    if confidence is not None:
-        arrays["confidence"] = confidence
-    buffer = io.BytesIO()
-    np.savez(buffer, **arrays)
-    files.write_bytes(path, buffer.getvalue())
-
-
-def load_explanations(path: files.Location) -> dict[str, np.ndarray]:
-    """What `save_explanations` wrote (no pickle)."""
-    with np.load(io.BytesIO(files.path(path).read_bytes()), allow_pickle=False) as saved:
-        return {key: saved[key] for key in saved.files}
-
-
-@dataclasses.dataclass(frozen=True)
-class Cell:
-    dataset: str
-    rate: float
-    seed: int
-
-    @property
-    def path(self) -> pathlib.Path:
-        return pathlib.Path("cells") / self.dataset / f"rate={self.rate:g}" / f"seed={self.seed}"
-
-    @property
-    def clean_path(self) -> pathlib.Path:
-        """The clean bound does not depend on the rate: one run per (dataset, seed), shared by every rate."""
-        return pathlib.Path("cells") / self.dataset / "clean" / f"seed={self.seed}"
-
-    def row(self, strategy: str, iteration: int, **values) -> dict[str, Any]:
-        return {"dataset": self.dataset, "strategy": strategy, "corruption_rate": self.rate, "seed": self.seed,
-                "iteration": iteration, **values}
 
 
 def corrupted_train(cell: Cell, clean_train: TextDataset, recovery: RecoveryConfig,

@@ -7,24 +7,21 @@ remove or relabel them, retrain a fresh prompt with the same seed, evaluate. Sto
 empty. Each training run reports the checkpoint chosen on the (clean) validation split
 (TrainConfig.select_by); TracIn uses all of its checkpoints.
 
-The workdir's layout is gbair.recovery.experiment's. Every training run resumes from its Orbax
-checkpoints, each finished iteration and strategy is written atomically, and results.csv is rebuilt
-from the finished strategies: a rerun skips finished work, resumes the rest, and never duplicates
-or loses a row. With several processes (gbair.hosts) every one runs all of this, process 0 alone
-writes, and every resume decision is process 0's reading of the workdir. Each cell folder first
-records in identity.json what determines its results (data, corrupted labels, model, TrainConfig,
-RecoveryConfig); a rerun whose settings give another identity is refused before any training, so
-results of different settings never mix. One process at a time writes a workdir (gbair.lock).
+The workdir's layout is gbair.workdir's; the loop writes it through that module. Every training run
+resumes from its Orbax checkpoints, each finished iteration and strategy is written atomically, and
+results.csv is rebuilt from the finished strategies: a rerun skips finished work, resumes the rest,
+and never duplicates or loses a row. With several processes (gbair.hosts) every one runs all of
+this, process 0 alone writes, and every resume decision is process 0's reading of the workdir. Each
+cell folder first records in identity.json what determines its results (data, corrupted labels,
+model, TrainConfig, RecoveryConfig); a rerun whose settings give another identity is refused before
+any training, so results of different settings never mix. One process at a time writes a workdir (gbair.lock).
 
 Degenerate models are named: a NaN or infinite loss stops the sweep naming the run and the step
 (gbair.train.trainer.check_finite); a reported prompt that predicts one class for every validation
 example is warned about and marked in its row (`one_class_prediction`).
 """
 
-import csv
 import dataclasses
-import io
-import json
 import pathlib
 import time
 from typing import Any, Mapping, Sequence
@@ -33,23 +30,24 @@ import numpy as np
 from absl import logging
 from etils import epath
 
-from gbair import UserError, files, hosts, lock, run_record
+from gbair import files, hosts, lock, run_record
 from gbair.batching import format_seconds
 from gbair.data.dataset import TextDataset
 from gbair.influence.matrices import InfluenceMatrices
 from gbair.models.prompts import PromptCheckpoint, PromptModel
 from gbair.recovery import strategies
 from gbair.scalars import Scalars
-from gbair.recovery.experiment import (COLUMNS, EXPLAIN_FILE, IDENTITY_FILE, RECOVERY_CURVE_COLUMNS,
-                                       RECOVERY_CURVES_FILE, SCALARS_DIR, Cell, Experiment, RecoveryConfig,
-                                       corrupted_train, reviewed_ids, save_explanations)
+from gbair.recovery.experiment import Experiment, RecoveryConfig, corrupted_train, reviewed_ids
 from gbair.train import checkpoints as prompt_checkpoints
 from gbair.train import trainer
 from gbair.train.metrics import detection_metrics, found_by_prefix
+from gbair.workdir import (Cell, checkpoints_dir, claim, dataset_fingerprint, digest, model_fingerprint, read_done,
+                           read_run, read_state, save_explanations, scalars_dir, settings_digest, trained_set,
+                           write_curve, write_done, write_results, write_run, write_state)
 
 
 class Sweep:
-    """Runs and records cells (layout: gbair.recovery.experiment; guarantees: this module's docstring)."""
+    """Runs and records cells (layout: gbair.workdir; guarantees: this module's docstring)."""
 
     def __init__(self, workdir: files.Location, model: PromptModel, train_config: trainer.TrainConfig,
                  recovery: RecoveryConfig, total_runs: int, relabel_file: str | None = None):
@@ -62,42 +60,21 @@ class Sweep:
 
     def prepare(self, cells: Sequence[Cell], datasets: Mapping[str, Mapping[str, TextDataset]],
                 with_clean: bool) -> None:
-        """Claims every cell's folders for this run's settings (see `claim`) before any training, which
-        also validates every cell's corrupted labels and decisions file."""
-        model = trainer.model_fingerprint(self.model)
-        training = trainer.digest(_settings(dataclasses.replace(self.train_config, seed=0)))
-        recovery = trainer.digest(_settings(self.recovery))
-        data = {name: trainer.digest([trainer.dataset_fingerprint(splits[s]) for s in ("train", "validation", "test")])
+        """Claims every cell's folders for this run's settings (gbair.workdir.claim) before any training,
+        which also validates every cell's corrupted labels and decisions file."""
+        model = model_fingerprint(self.model)
+        training = settings_digest(dataclasses.replace(self.train_config, seed=0))
+        recovery = settings_digest(self.recovery)
+        data = {name: digest([dataset_fingerprint(splits[s]) for s in ("train", "validation", "test")])
                 for name, splits in datasets.items()}
         for cell in cells:
             noisy = corrupted_train(cell, datasets[cell.dataset]["train"], self.recovery, self.relabel_file)
-            self.claim(cell.path, {"data": data[cell.dataset], "model": model, "TrainConfig": training,
-                                   "corrupted labels (rate, seed, decisions file)": trainer.dataset_fingerprint(noisy),
-                                   "RecoveryConfig": recovery})
+            claim(self.workdir, cell.path, {"data": data[cell.dataset], "model": model, "TrainConfig": training,
+                                            "corrupted labels (rate, seed, decisions file)": dataset_fingerprint(noisy),
+                                            "RecoveryConfig": recovery})
             if with_clean:
-                self.claim(cell.clean_path, {"data": data[cell.dataset], "model": model, "TrainConfig": training})
-
-    def claim(self, directory: pathlib.Path, identity: dict[str, str]) -> None:
-        """Records what determines the results in `directory`, or refuses (UserError) when the folder
-        holds results of something else: resuming must never mix two settings in one table."""
-        folder, path = self.workdir / directory, self.workdir / directory / IDENTITY_FILE
-
-        def check() -> bool:
-            """True when `folder` is new (the identity is still to be written)."""
-            if path.exists():
-                recorded = json.loads(path.read_text())
-                changed = [name for name in identity if recorded.get(name) != identity[name]]
-                if changed:
-                    raise UserError(f"{folder} holds results of a different {', '.join(changed)} than this run's "
-                                    f"settings; use a new --workdir (or delete that folder to redo it)")
-                return False
-            if folder.exists() and any(folder.iterdir()):
-                raise UserError(f"{folder} holds results but no {IDENTITY_FILE} (made by an older gbair?); "
-                                f"use a new --workdir")
-            return True
-
-        if hosts.agree(check):
-            files.write_json(path, identity)
+                claim(self.workdir, cell.clean_path, {"data": data[cell.dataset], "model": model,
+                                                      "TrainConfig": training})
 
     # ---- one training run ----------------------------------------------------------------------
 
@@ -106,9 +83,9 @@ class Sweep:
         """Trains a fresh prompt (resuming from `directory`); returns its checkpoints and the reported one."""
         start = time.time()
         config = dataclasses.replace(self.train_config, seed=seed)
-        trainer.train(self.model, train, config, self.workdir / directory / "checkpoints",
+        trainer.train(self.model, train, config, checkpoints_dir(self.workdir / directory),
                       validation=None if config.select_by == "last" else validation,
-                      scalars_dir=self.workdir / SCALARS_DIR / directory)
+                      scalars_dir=scalars_dir(self.workdir, directory))
         self.runs_done += 1
         self.run_seconds += time.time() - start
         remaining = (self.total_runs - self.runs_done) * self.run_seconds / self.runs_done
@@ -118,7 +95,7 @@ class Sweep:
 
     def load(self, directory: pathlib.Path) -> tuple[list[PromptCheckpoint],
                                                      PromptCheckpoint]:
-        saved = prompt_checkpoints.load_prompt_checkpoints(self.workdir / directory / "checkpoints",
+        saved = prompt_checkpoints.load_prompt_checkpoints(checkpoints_dir(self.workdir / directory),
                                                            delete_hint=self.workdir / directory)
         return saved, trainer.select_checkpoint(saved, self.train_config.select_by)
 
@@ -135,8 +112,7 @@ class Sweep:
     def cached_run(self, directory: pathlib.Path, train: TextDataset, splits: Mapping[str, TextDataset],
                    seed: int, extra: dict) -> dict:
         """fit + test metrics of the reported checkpoint, remembered in directory/run.json."""
-        record_path = self.workdir / directory / "run.json"
-        record = files.read_json(record_path)
+        record = read_run(self.workdir / directory)
         if record is not None:
             return record
         start = time.time()
@@ -144,7 +120,7 @@ class Sweep:
         record = {**extra, "n_train": len(train),
                   **self.run_metrics(directory, chosen, splits["validation"], splits["test"]),
                   "wall_time_s": round(time.time() - start, 3), "selected_step": chosen.step}
-        files.write_json(record_path, record)
+        write_run(self.workdir / directory, record)
         return record
 
     # ---- one cell --------------------------------------------------------------------------------
@@ -155,11 +131,10 @@ class Sweep:
         reviewed = reviewed_ids(cell, clean_train, self.recovery, self.relabel_file)  # once per cell
         true_labels = clean_train.by_ids(noisy_train.ids).labels
         base = {"n_flagged": 0, "n_flagged_corrupted": 0}
-        corrupted = self.cached_run(cell.path / "corrupted", noisy_train, splits, cell.seed,
+        corrupted = self.cached_run(cell.corrupted_path, noisy_train, splits, cell.seed,
                                     {**base, "n_corrupted_remaining": int((noisy_train.labels != true_labels).sum())})
         for name in strategy_names:
-            done = self.workdir / cell.path / name / "done.json"
-            if files.read_json(done) is not None:
+            if read_done(self.workdir, cell, name) is not None:
                 continue
             if name == "clean":
                 rows = [cell.row("clean", 0, **self.cached_run(cell.clean_path, clean_train, splits, cell.seed,
@@ -167,23 +142,21 @@ class Sweep:
             else:
                 rows = [cell.row(name, 0, **corrupted)] + self.iterate(cell, name, clean_train, noisy_train,
                                                                        validation, test, reviewed)
-            write_scalars(self.workdir / SCALARS_DIR / cell.path / name, rows)
-            files.write_json(done, rows)
-            self.write_results()
+            write_scalars(scalars_dir(self.workdir, cell.path / name), rows)
+            write_done(self.workdir, cell, name, rows)
+            write_results(self.workdir)
 
     def iterate(self, cell: Cell, name: str, clean_train: TextDataset, noisy_train: TextDataset,
                 validation: TextDataset, test: TextDataset, reviewed: set[str]) -> list[dict]:
         """Iterations 1..T of one strategy, resuming after the last finished one; `reviewed`: ids a
         person kept or relabelled, never flagged."""
-        train, previous, rows = noisy_train, cell.path / "corrupted", []
+        train, rows = noisy_train, []
         for t in range(1, self.recovery.iterations + 1):
-            directory = cell.path / name / f"it{t}"
-            state_path = self.workdir / directory / "state.json"
-            state = files.read_json(state_path)
+            previous, directory = cell.run(name, t - 1), cell.run(name, t)
+            state = read_state(self.workdir / directory)
             if state is not None:  # finished before an interruption: restore, do not redo
                 rows.append(state["row"])
-                train = noisy_train.by_ids(state["ids"]).with_labels(state["labels"])
-                previous = directory
+                train = trained_set(state, noisy_train)
                 continue
             start = time.time()
             checkpoints, chosen = self.load(previous)
@@ -205,13 +178,12 @@ class Sweep:
             suspicion = strategies.score(name, context)
             kept = np.flatnonzero([example_id in reviewed for example_id in train.ids])  # a person's keep/relabel
             flagged = strategies.top_k(suspicion, self.recovery.k(len(train)), exclude=kept)
-            save_explanations(self.workdir / directory / EXPLAIN_FILE, train, misclassified, predicted[wrong],
+            save_explanations(self.workdir / directory, train, misclassified, predicted[wrong],
                               influence if name in strategies.TRACIN_BASED else None, flagged, suspicion,
                               probabilities[wrong].max(1))
             if t == 1:  # the whole ranking of the corrupted model's training set, for the recovery plot
                 ranking = strategies.top_k(suspicion, len(train), exclude=kept)
-                write_curve(self.workdir / cell.path / name / RECOVERY_CURVES_FILE, cell, name,
-                            found_by_prefix(is_corrupted, ranking, len(train)))
+                write_curve(self.workdir, cell, name, found_by_prefix(is_corrupted, ranking, len(train)))
             train = self.apply(train, flagged, chosen.prompt)
             _, final = self.fit(train, validation, directory, cell.seed)
             remaining = int((train.labels != clean_train.by_ids(train.ids).labels).sum())
@@ -224,9 +196,8 @@ class Sweep:
             logging.info("%s %s iteration %d: flagged %d (%d corrupted; detection AUROC %s), test f1 %.4f auc %s",
                          cell, name, t, len(flagged), row["n_flagged_corrupted"], _fmt(row["detection_auroc"]),
                          row["test_f1"], _fmt(row["test_auc"]))
-            files.write_json(state_path, {"row": row, "ids": list(train.ids), "labels": train.labels.tolist()})
+            write_state(self.workdir / directory, {"row": row, "ids": list(train.ids), "labels": train.labels.tolist()})
             rows.append(row)
-            previous = directory
         return rows
 
     def influence(self, scored_run: pathlib.Path, checkpoints: Sequence[PromptCheckpoint], train: TextDataset,
@@ -249,38 +220,6 @@ class Sweep:
                                                  train.labels[flagged])
         return train.with_labels(labels)
 
-    # ---- results ---------------------------------------------------------------------------------
-
-    def write_results(self) -> epath.Path:
-        """Rebuilds results.csv from every finished strategy's done.json, in a fixed order (process 0)."""
-        if not hosts.is_writer():
-            return self.workdir / "results.csv"
-        rows = [row for path in sorted((self.workdir / "cells").glob("*/*/*/*/done.json"))
-                for row in json.loads(path.read_text())]
-        order = {name: i for i, name in enumerate(strategies.BOUNDS + tuple(strategies.STRATEGIES))}
-        rows.sort(key=lambda r: (r["dataset"], r["corruption_rate"], r["seed"], order.get(r["strategy"], 99),
-                                 r["strategy"], r["iteration"]))
-        out = io.StringIO()
-        writer = csv.DictWriter(out, COLUMNS, lineterminator="\n")
-        writer.writeheader()
-        writer.writerows({k: ("" if row.get(k) is None else row[k]) for k in COLUMNS} for row in rows)
-        files.write_text(self.workdir / "results.csv", out.getvalue())
-        curves = [path.read_text().split("\n", 1)[1] for path in sorted(
-            (self.workdir / "cells").glob(f"*/*/*/*/{RECOVERY_CURVES_FILE}")) if (path.parent / "done.json").exists()]
-        files.write_text(self.workdir / RECOVERY_CURVES_FILE, ",".join(RECOVERY_CURVE_COLUMNS) + "\n" + "".join(curves))
-        return self.workdir / "results.csv"
-
-
-def write_curve(path: files.Location, cell: Cell, strategy: str, points: Sequence[tuple[float, float]]) -> None:
-    """One strategy's recovery curve in a cell (RECOVERY_CURVE_COLUMNS), one line per point."""
-    key = [cell.dataset, cell.rate, cell.seed, strategy]
-    out = io.StringIO()
-    writer = csv.writer(out, lineterminator="\n")
-    writer.writerow(RECOVERY_CURVE_COLUMNS)
-    writer.writerows(key + [f"{flagged:.6f}", f"{found:.6f}"] for flagged, found in points)
-    files.write_text(path, out.getvalue())
-
-
 def write_scalars(logdir: files.Location, rows: Sequence[dict]) -> None:
     """A strategy's test metrics, flagged precision and detection per iteration (step = iteration)."""
     scalars = Scalars(logdir)
@@ -294,23 +233,19 @@ def write_scalars(logdir: files.Location, rows: Sequence[dict]) -> None:
     scalars.close()
 
 
-def _settings(config: Any) -> dict[str, Any]:
-    """A config's fields for its identity; None fields are left out, so an option added later whose
-    None keeps the old behaviour does not orphan the workdirs made before it."""
-    return {k: v for k, v in dataclasses.asdict(config).items() if v is not None}
-
-
 def _fmt(value: float | None) -> str:
     return "-" if value is None else f"{value:.4f}"
 
 
-def run_sweep(workdir: files.Location, experiment: Experiment) -> epath.Path:
-    """Every (dataset, rate, seed, strategy) cell of `experiment` in `workdir`; returns results.csv."""
+def run_sweep(workdir: files.Location, experiment: Experiment,
+              command: run_record.Command = run_record.Command()) -> epath.Path:
+    """Every (dataset, rate, seed, strategy) cell of `experiment` in `workdir`; returns results.csv.
+    `command`: the gin files and bindings it came from, for the workdir's record (gbair.run_record)."""
     with lock.hold(workdir):  # the workdir's only writer (already held when started by gbair.main)
-        return _run_sweep(workdir, experiment)
+        return _run_sweep(workdir, experiment, command)
 
 
-def _run_sweep(workdir: files.Location, experiment: Experiment) -> epath.Path:
+def _run_sweep(workdir: files.Location, experiment: Experiment, command: run_record.Command) -> epath.Path:
     cells = experiment.cells()
     files.remove_orphans(workdir)
     runs_per_cell = 1 + sum(experiment.recovery.iterations * (4 if s == "cleanlab" else 1)
@@ -319,13 +254,13 @@ def _run_sweep(workdir: files.Location, experiment: Experiment) -> epath.Path:
     run = Sweep(workdir, experiment.model, experiment.train_config, experiment.recovery,
                 total_runs=len(cells) * runs_per_cell + clean_runs, relabel_file=experiment.relabel_file)
     run.prepare(cells, experiment.datasets, with_clean="clean" in experiment.strategy_names)
-    run_record.record(workdir)  # only now: the settings are valid and this workdir is theirs
+    run_record.record(workdir, command)  # only now: the settings are valid and this workdir is theirs
     for name, splits in experiment.datasets.items():
         logging.info("TrainConfig on %s: %s", name, experiment.train_config.describe_length(len(splits["train"])))
     for i, cell in enumerate(cells, 1):
         logging.info("cell %d/%d: %s rate=%g seed=%d, strategies %s", i, len(cells), cell.dataset, cell.rate,
                      cell.seed, ", ".join(experiment.strategy_names))
         run.run_cell(cell, experiment.datasets[cell.dataset], experiment.strategy_names)
-    results = run.write_results()
+    results = write_results(workdir)
     hosts.barrier("sweep written")  # what reads the workdir next sees every file
     return results

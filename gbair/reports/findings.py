@@ -27,6 +27,7 @@ from scipy import stats
 
 from gbair import cli, files
 from gbair.reports import tables
+from gbair.workdir import CLEAN, results_path
 
 ALPHA = 0.05
 # Seeds per row the protocol targets; below it, the whole output is marked interim.
@@ -159,7 +160,7 @@ def endpoint_values(rows: list[tables.Row]) -> Values:
                     out[(arm, endpoint, rate, strategy, iteration)] = dict(seeds)
                 continue
             for r in arm_rows:
-                if r["strategy"] != tables.CLEAN and r[metric] is not None:
+                if r["strategy"] != CLEAN and r[metric] is not None:
                     out[(arm, endpoint, r["corruption_rate"], r["strategy"], r["iteration"])][r["seed"]] = r[metric]
     return dict(out)
 
@@ -300,7 +301,7 @@ def to_markdown(findings: list[Finding]) -> str:
 def write_findings(workdir: os.PathLike) -> str:
     """Write WORKDIR/findings.md and findings.csv from WORKDIR/results.csv; return the markdown."""
     workdir = files.path(workdir)
-    findings = analyse(tables.load_results(workdir / "results.csv"))
+    findings = analyse(tables.load_results(results_path(workdir)))
     markdown = to_markdown(findings)
     files.write_text(workdir / "findings.csv", to_csv(findings))
     files.write_text(workdir / "findings.md", markdown)

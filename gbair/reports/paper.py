@@ -10,17 +10,18 @@ from absl import flags
 
 from gbair.reports import plots, tables
 from gbair import cli, files
+from gbair.workdir import results_path
 
 
 def write_report(workdir: os.PathLike) -> str:
     """From WORKDIR/results.csv write, each as .md and .csv:
     table_<m> for test_f1, test_auc, test_accuracy and flagged_precision (mean ± std over seeds);
     recovered_<m> for test_f1, test_auc, test_accuracy (recovered fraction, mean [95% interval]);
-    recovered_per_seed.csv; detection_<m> for detection_auroc and detection_ap at iteration 1;
+    recovered_per_seed.csv; detection_auroc and detection_ap at iteration 1;
     and the plots (gbair.reports.plots.write_plots).
     Returns what the main job prints: test F1 and AUC tables and their recovered fractions."""
     workdir = files.path(workdir)
-    rows = tables.load_results(workdir / "results.csv")
+    rows = tables.load_results(results_path(workdir))
     tables_md = {metric: tables.write_table(rows, workdir, metric)
                  for metric in ("test_f1", "test_auc", "test_accuracy", "flagged_precision")}
     recovered_md = {metric: tables.write_table(rows, workdir, metric, "recovered") for metric in tables.RECOVERY_METRICS}

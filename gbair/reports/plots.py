@@ -27,6 +27,7 @@ from matplotlib.lines import Line2D
 
 from gbair import cli, files
 from gbair.reports import tables
+from gbair.workdir import RECOVERY_CURVES_FILE, results_path
 
 PANEL_SIZE = (5.0, 4.2)  # inches per dataset x rate panel
 DPI = 150
@@ -46,8 +47,6 @@ METRIC_NAMES = {"test_f1": "test F1", "test_accuracy": "test accuracy", "test_au
                 "flagged_precision": "precision of the flagged examples", "detection_auroc": "detection AUROC",
                 "detection_ap": "detection average precision", "recall_at_k": "recall at k"}
 FEW_SEEDS = 10  # below this many seeds every seed is drawn as a point; from it on, a mean ± std band
-# WORKDIR/<this>: gbair.recovery.experiment.RECOVERY_CURVES_FILE (tests/test_reports.py keeps them equal)
-RECOVERY_CURVES_FILE = "recovery_curves.csv"
 CURVE_GRID = np.linspace(0.0, 1.0, 51)  # fractions flagged at which seeds' curves are averaged
 
 
@@ -74,9 +73,9 @@ def _line_style(name: str, style: dict[str, Style]) -> dict:
     return {"color": style[name].color, "marker": style[name].marker, "linestyle": "-", "linewidth": 1.6}
 
 
-def _panels(rows: list[tables.Row], sharey: bool) -> tuple[Figure, dict[tables.Cell, object]]:
+def _panels(rows: list[tables.Row], sharey: bool) -> tuple[Figure, dict[tables.Panel, object]]:
     """One panel per dataset (grid row) x corruption rate (grid column)."""
-    cells = tables.cells(rows)
+    cells = tables.panels(rows)
     if not cells:
         raise ValueError("no results rows to plot")
     datasets = sorted({d for d, _ in cells})
@@ -250,7 +249,7 @@ def plot_recovery(rows: list[tables.Row], out_png: os.PathLike,
 def write_plots(workdir: os.PathLike, rows: list[tables.Row] | None = None) -> list[os.PathLike]:
     """WORKDIR/test_f1_vs_iteration.png, test_auc_vs_iteration.png and recovery.png; returns their paths."""
     workdir = files.path(workdir)
-    rows = tables.load_results(workdir / "results.csv") if rows is None else rows
+    rows = tables.load_results(results_path(workdir)) if rows is None else rows
     out = []
     for metric in ("test_f1", "test_auc"):
         out.append(workdir / f"{metric}_vs_iteration.png")

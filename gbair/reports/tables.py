@@ -26,32 +26,24 @@ from absl import flags
 from scipy import stats
 
 from gbair import cli, files
+from gbair.workdir import CLEAN, COLUMNS, INT_COLUMNS, REQUIRED_COLUMNS, STRATEGY_ORDER, results_path
 
 FLAGS = flags.FLAGS
 
-COLUMNS: tuple[str, ...] = (
-    "dataset", "strategy", "corruption_rate", "seed", "iteration", "n_train", "n_flagged",
-    "n_flagged_corrupted", "n_corrupted_remaining", "test_accuracy", "test_f1", "test_auc", "wall_time_s")
-_INT_COLUMNS = ("seed", "iteration", "n_train", "n_flagged", "n_flagged_corrupted", "n_corrupted_remaining")
-_FLOAT_COLUMNS = ("corruption_rate", "test_accuracy", "test_f1", "wall_time_s")
-# Later columns (absent from older results.csv files): empty where undefined, e.g. at iteration 0.
-OPTIONAL_COLUMNS: dict[str, type] = {
-    "selected_step": int, "n_misclassified": int, "detection_auroc": float, "detection_ap": float,
-    "precision_at_k": float, "recall_at_k": float, "one_class_prediction": int}
+# How load_results parses results.csv's columns (gbair.workdir's schema): names, then the numbers every
+# file has (test_auc may be empty: undefined for a one-class test split), then the later, optional ones.
+_NAMES = ("dataset", "strategy")
+_INT_COLUMNS = tuple(c for c in REQUIRED_COLUMNS if c in INT_COLUMNS)
+_FLOAT_COLUMNS = tuple(c for c in REQUIRED_COLUMNS if c not in INT_COLUMNS + _NAMES + ("test_auc",))
+OPTIONAL_COLUMNS: dict[str, type] = {c: int if c in INT_COLUMNS else float for c in COLUMNS[len(REQUIRED_COLUMNS):]}
 METRICS: tuple[str, ...] = ("test_f1", "test_accuracy", "test_auc", "flagged_precision", "detection_auroc",
                             "detection_ap", "recall_at_k")
 RECOVERY_METRICS: tuple[str, ...] = ("test_f1", "test_auc", "test_accuracy")
-CLEAN = "clean"
-# Known cleaning strategies in display order; oracle (flags exactly the corrupted labels) comes last
-# as the upper bound on detection. Unknown strategies follow, alphabetically.
-STRATEGY_ORDER: tuple[str, ...] = (
-    "tracin", "tracin_by_label", "tracin_cosine", "influence_function", "influence_function_by_label",
-    "datainf", "trak", "self_influence", "loss", "random", "cleanlab", "oracle")
 MISSING = "-"
 DEFAULT_ARM = "main"  # the arm of a row when results.csv has no `arm` column
 
 Row = dict  # one validated results.csv row: str / int / float values, test_auc may be None
-Cell = tuple[str, float]  # (dataset, corruption_rate)
+Panel = tuple[str, float]  # (dataset, corruption_rate): a table row, a plot panel (a workdir Cell also has a seed)
 
 
 def _parse(path: os.PathLike, line: int, column: str, value: str, kind: type) -> int | float:
@@ -82,17 +74,17 @@ def load_results(path: os.PathLike) -> list[Row]:
     with io.StringIO(path.read_text(encoding="utf-8"), newline="") as f:
         reader = csv.DictReader(f)
         header = reader.fieldnames or []
-        for column in COLUMNS:
+        for column in REQUIRED_COLUMNS:
             if column not in header:
                 raise ValueError(f"{path}: missing column {column!r} (header is {', '.join(header) or 'empty'})")
         rows, seen = [], {}
         for raw in reader:
             line = reader.line_num
-            if None in raw or any(raw[c] is None for c in COLUMNS):
+            if None in raw or any(raw[c] is None for c in REQUIRED_COLUMNS):
                 n = sum(v is not None for k, v in raw.items() if k is not None) + len(raw.get(None) or [])
                 raise ValueError(f"{path}:{line}: has {n} fields, expected {len(header)} as in the header")
             row: Row = {"dataset": raw["dataset"].strip(), "strategy": raw["strategy"].strip()}
-            for column in ("dataset", "strategy"):
+            for column in _NAMES:
                 if not row[column]:
                     raise ValueError(f"{path}:{line}: column {column!r} is empty, expected a name")
             for column in _INT_COLUMNS:
@@ -133,7 +125,7 @@ def strategies(rows: list[Row]) -> list[str]:
     return known + sorted(present - set(known))
 
 
-def cells(rows: list[Row]) -> list[Cell]:
+def panels(rows: list[Row]) -> list[Panel]:
     """(dataset, corruption_rate) pairs present, sorted: the table rows and the plot panels."""
     return sorted({(r["dataset"], r["corruption_rate"]) for r in rows})
 
@@ -192,7 +184,7 @@ def paper_table(rows: list[Row], metric: str = "test_f1") -> tuple[list[str], li
     header = ["dataset", "corruption_rate", "clean", "corrupted"] + [f"{s} it{t}" for s, t in columns]
     base = corrupted_rows(rows)
     body = []
-    for dataset, rate in cells(rows):
+    for dataset, rate in panels(rows):
         corrupted = [r[metric] for (d, c, _), r in sorted(base.items())
                      if d == dataset and c == rate and r[metric] is not None]
         line = [dataset, f"{rate:g}", format_cell(metric_values(rows, metric, dataset, rate, CLEAN, 0)),
@@ -251,7 +243,7 @@ def recovery_table(rows: list[Row], metric: str = "test_f1") -> tuple[list[str],
     header = ["dataset", "corruption_rate"] + [f"{s} it{t}" for s, t in columns]
     body = [[dataset, f"{rate:g}"] + [format_interval(list(fractions.get((dataset, rate, s, t), {}).values()))
                                       for s, t in columns]
-            for dataset, rate in cells(rows)]
+            for dataset, rate in panels(rows)]
     return header, body
 
 
@@ -272,10 +264,10 @@ def detection_table(rows: list[Row], metric: str = "detection_auroc",
     """Detection quality at one iteration: one row per dataset x rate, a column per strategy, mean ± std."""
     _check_metric(metric)
     names = [s for s in strategies(rows) if any(metric_values(rows, metric, d, r, s, iteration)
-                                                 for d, r in cells(rows))]
+                                                 for d, r in panels(rows))]
     header = ["dataset", "corruption_rate"] + names
     body = [[dataset, f"{rate:g}"] + [format_cell(metric_values(rows, metric, dataset, rate, s, iteration))
-                                      for s in names] for dataset, rate in cells(rows)]
+                                      for s in names] for dataset, rate in panels(rows)]
     return header, body
 
 
@@ -301,7 +293,7 @@ KINDS = {"table": paper_table, "recovered": recovery_table, "detection": detecti
 
 
 def write_table(rows: list[Row], workdir: os.PathLike, metric: str = "test_f1", kind: str = "table") -> str:
-    """Write WORKDIR/<kind>_<metric>.md and .csv atomically; return the markdown.
+    """Write WORKDIR/<table_name>.md and .csv atomically; return the markdown.
 
     kind: `table` (the paper's table, `paper_table`), `recovered` (`recovery_table`) or `detection`
     (`detection_table` at iteration 1).
@@ -309,18 +301,23 @@ def write_table(rows: list[Row], workdir: os.PathLike, metric: str = "test_f1", 
     header, body = KINDS[kind](rows, metric)
     markdown = to_markdown(header, body)
     workdir = files.path(workdir)
-    files.write_text(workdir / f"{kind}_{metric}.md", markdown)
-    files.write_text(workdir / f"{kind}_{metric}.csv", to_csv(header, body))
+    files.write_text(workdir / f"{table_name(kind, metric)}.md", markdown)
+    files.write_text(workdir / f"{table_name(kind, metric)}.csv", to_csv(header, body))
     return markdown
 
 
-def recovery_curve(rows: list[Row], strategy: str) -> dict[Cell, list[tuple[float, float]]]:
+def table_name(kind: str, metric: str) -> str:
+    """<kind>_<metric>, the kind said once: detection_ap, not detection_detection_ap."""
+    return metric if metric.startswith(f"{kind}_") else f"{kind}_{metric}"
+
+
+def recovery_curve(rows: list[Row], strategy: str) -> dict[Panel, list[tuple[float, float]]]:
     """Per (dataset, rate): (fraction of training data flagged, fraction of corrupted labels found)
     after each iteration, averaged over seeds, starting at (0, 0).
 
     Both are cumulative and relative to iteration 0 (n_train and n_corrupted_remaining there), so a
     random flagger lies on the diagonal in expectation. Seeds are averaged point by point up to the
-    last iteration every seed reached; cells with no corrupted labels (rate 0) are left out.
+    last iteration every seed reached; panels with no corrupted labels (rate 0) are left out.
     """
     base = corrupted_rows(rows)
     runs: dict[tuple[str, float, int], dict[int, Row]] = defaultdict(dict)
@@ -330,7 +327,7 @@ def recovery_curve(rows: list[Row], strategy: str) -> dict[Cell, list[tuple[floa
     if strategy == CLEAN or not runs:
         raise ValueError(f"recovery_curve: strategy {strategy!r} has no cleaning runs "
                          f"(present: {', '.join(strategies(rows)) or 'none'})")
-    per_cell: dict[Cell, list[list[tuple[float, float]]]] = defaultdict(list)
+    per_cell: dict[Panel, list[list[tuple[float, float]]]] = defaultdict(list)
     for (dataset, rate, seed), by_iteration in sorted(runs.items()):
         start = by_iteration.get(0) or base.get((dataset, rate, seed))
         if start is None:
@@ -360,7 +357,7 @@ def recovery_curve(rows: list[Row], strategy: str) -> dict[Cell, list[tuple[floa
 def main(argv: list[str]) -> None:
     """Prints one table; writes it (and its .csv) next to results.csv only with --write."""
     del argv  # cli.run refuses positional arguments
-    rows = load_results(files.path(FLAGS.workdir) / "results.csv")
+    rows = load_results(results_path(FLAGS.workdir))
     markdown = write_table(rows, FLAGS.workdir, FLAGS.metric, FLAGS.kind) if FLAGS.write else \
         to_markdown(*KINDS[FLAGS.kind](rows, FLAGS.metric))
     print(markdown, end="")

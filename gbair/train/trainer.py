@@ -6,8 +6,6 @@ exactly as the uninterrupted run would have.
 
 import dataclasses
 import functools
-import hashlib
-import json
 import math
 import os
 import time
@@ -18,7 +16,6 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 from absl import logging
-from jax.sharding import NamedSharding, PartitionSpec
 
 from gbair import UserError, files
 from gbair.batching import Progress, make_batch, map_batches, on_mesh, pad_indices
@@ -27,6 +24,7 @@ from gbair.models.prompts import PromptCheckpoint, PromptModel, place
 from gbair.scalars import Scalars
 from gbair.train import checkpoints
 from gbair.train.metrics import classification_metrics
+from gbair.workdir import dataset_fingerprint, digest, model_fingerprint
 
 
 @dataclasses.dataclass(frozen=True)
@@ -169,49 +167,10 @@ def batch_indices(num_examples: int, config: TrainConfig, step: int) -> tuple[np
     return pad_indices(chosen, config.batch_size)
 
 
-def digest(*parts: Any) -> str:
-    """A short SHA-256 of JSON-able parts: how gbair names what a run or result was made from."""
-    return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:16]
-
-
-def dataset_fingerprint(dataset: TextDataset) -> str:
-    return digest(list(dataset.ids), list(dataset.texts), dataset.labels.tolist(), list(dataset.class_names))
-
-
-_PROBE_TEXTS = ("gbair fingerprint probe: WIN a FREE cruise, reply now!!!", "Minutes of Tuesday's meeting attached.")
-
-
-_model_fingerprints: dict[int, tuple[PromptModel, str]] = {}  # id -> (model, fingerprint); models are few
-
-
-def model_fingerprint(model: PromptModel) -> str:
-    """Identifies a model by what it computes: class names, prompt shape, the seed-0 initial prompt,
-    the features and class probabilities of two probe texts (these see the weights, tokenizer,
-    max_length and head), and each weight's name, shape, dtype and first values."""
-    if id(model) not in _model_fingerprints:
-        _model_fingerprints[id(model)] = (model, _compute_model_fingerprint(model))
-    return _model_fingerprints[id(model)][1]
-
-
-def _compute_model_fingerprint(model: PromptModel) -> str:
-    prompt = np.asarray(model.init_prompt(jax.random.key(0)), np.float32)
-    probe = TextDataset(("probe-0", "probe-1"), _PROBE_TEXTS, np.arange(2) % len(model.class_names),
-                        ("probe", "probe"), model.class_names)
-    features = {k: np.asarray(v).tolist() for k, v in model.featurize(list(probe.texts)).items()}
-    first = jax.jit(lambda params: jax.tree.map(lambda leaf: jnp.ravel(leaf)[:8], params),  # on every process
-                    out_shardings=None if model.mesh is None else NamedSharding(model.mesh, PartitionSpec()))
-    weights = [(jax.tree_util.keystr(path), list(np.shape(leaf)), str(leaf.dtype),
-                np.asarray(values, np.float64).round(6).tolist())
-               for (path, leaf), values in zip(jax.tree_util.tree_leaves_with_path(model.params),
-                                               jax.tree.leaves(first(model.params)))]
-    probabilities = predict(model, prompt, probe, batch_size=2).round(4).tolist()
-    return digest(list(model.class_names), list(model.prompt_shape), hashlib.sha256(prompt.tobytes()).hexdigest(),
-                  features, weights, probabilities)
-
-
 def fingerprint(model: PromptModel, dataset: TextDataset, config: TrainConfig,
                 validation: TextDataset | None = None) -> str:
-    """Identifies what a checkpoint directory was trained on, so resume refuses a different run."""
+    """Identifies what a checkpoint directory was trained on (from gbair.workdir's data and model
+    fingerprints), so resume refuses a different run."""
     evaluated = None if validation is None else dataset_fingerprint(validation)
     return digest(dataclasses.asdict(config), model_fingerprint(model), list(dataset.ids), dataset.labels.tolist(),
                   evaluated)
