@@ -24,7 +24,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from gbair.checkpoints import hf
+from gbair.pretrained import hf
 from gbair.influence.gradients import per_example_grads
 from gbair.models import t5
 from gbair.train.trainer import _train_step_fn, make_optimizer

@@ -26,7 +26,7 @@ import gin  # noqa: E402
 import jax  # noqa: E402
 
 import gbair.config  # noqa: E402,F401  (registers the gin configurables)
-from gbair.train import checkpoints, trainer  # noqa: E402
+from gbair.train import prompt_checkpoints, trainer  # noqa: E402
 
 IMPORTED = time.perf_counter()
 
@@ -63,7 +63,7 @@ def profile_run(model, splits, config, timer: Timer, directory: str) -> float:
     """One sweep training run (trainer.train, then the run's test metrics and one-class check)."""
     begin = time.perf_counter()
     trainer.train(model, splits["train"], config, f"{directory}/checkpoints", validation=splits["validation"])
-    chosen = trainer.select_checkpoint(checkpoints.load_prompt_checkpoints(f"{directory}/checkpoints"),
+    chosen = trainer.select_checkpoint(prompt_checkpoints.load_prompt_checkpoints(f"{directory}/checkpoints"),
                                        config.select_by)
     with timer.phase("test evaluation"):
         trainer.evaluate(model, chosen.prompt, splits["test"], config.eval_batch_size)
@@ -95,7 +95,7 @@ def main() -> None:
 
     trainer._train_step_fn = timed_step_fn  # pylint: disable=protected-access
     trainer.predict = timer.wrap("validation evaluations", trainer.predict)  # train() calls it per checkpoint
-    checkpoints.save = timer.wrap("checkpoint writes", checkpoints.save)
+    prompt_checkpoints.save = timer.wrap("checkpoint writes", prompt_checkpoints.save)
     trainer.fingerprint = timer.wrap("run fingerprint", trainer.fingerprint)
     model = dataclasses.replace(model, featurize=timer.wrap("tokenising", model.featurize))
 

@@ -21,7 +21,7 @@ from gbair.data.corruption import corrupt_labels
 from gbair.data.tasks import spam_assassin_splits
 from gbair.classifiers import minilm_classifier
 from gbair.train import trainer
-from gbair.train.checkpoints import load_prompt_checkpoints
+from gbair.train.prompt_checkpoints import load_prompt_checkpoints
 
 CLASS_DESCRIPTIONS = ["a normal personal or work email", "spam: an unsolicited advertising or scam email"]
 RULES = ("last", "loss", "auc")

@@ -25,7 +25,7 @@ from scipy import stats
 from gbair import files
 from gbair.explain import RunExplainer
 from damping_sensitivity import DEFAULT_DAMPING, CellGradients  # experiments/: run as python experiments/lds.py
-from gbair.train import checkpoints as prompt_checkpoints
+from gbair.train import prompt_checkpoints
 from gbair.train import trainer
 
 

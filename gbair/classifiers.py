@@ -13,7 +13,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from gbair import UserError, assets, checkpoints
+from gbair import UserError, assets, pretrained
 from gbair.models import bert, heads, prompts, t5
 from gbair.models.prompts import Batch, Params, PromptModel
 
@@ -136,12 +136,12 @@ def sentencepiece_tokenizer(model_file: str | os.PathLike) -> Callable[[list[str
 def _checked_checkpoint(checkpoint: str, size: str | t5.T5Config, config: t5.T5Config) -> None:
     """UserError (one line) before any weights are read when the checkpoint's shapes do not fit `config`,
     naming the size gin file that fits when one does."""
-    found = checkpoints.read_shapes(checkpoint)
-    problems = checkpoints.shape_problems(found, config)
+    found = pretrained.read_shapes(checkpoint)
+    problems = pretrained.shape_problems(found, config)
     if not problems:
         return
     chosen = f"t5_1_1_classifier.size={size!r}" if isinstance(size, str) else "t5_1_1_classifier.size (a T5Config)"
-    fits = [name for name, preset in t5.SIZES.items() if not checkpoints.shape_problems(found, preset)]
+    fits = [name for name, preset in t5.SIZES.items() if not pretrained.shape_problems(found, preset)]
     if fits:
         raise UserError(f"CHECKPOINT {checkpoint} is T5 1.1 {fits[0]}, not {chosen}: add "
                         f"--gin_file=configs/models/t5_1_1_{fits[0]}.gin after the experiment file")
@@ -211,6 +211,6 @@ def t5_1_1_classifier(
     tokenize = lambda texts: [spm.encode(text) for text in texts]  # noqa: E731
     mesh = prompts.device_mesh(model_parallel)
     specs = t5.partition_specs(t5_config, model_parallel)
-    params = prompts.place(checkpoints.load_t5_params(checkpoint, t5_config), mesh, specs)
+    params = prompts.place(pretrained.load_t5_params(checkpoint, t5_config), mesh, specs)
     return t5.t5_classifier(params, t5_config, tokenize, verbalizers, prompt_length=prompt_length,
                             max_length=max_length, class_names=class_names, prompt_init=prompt_init, mesh=mesh)

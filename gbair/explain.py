@@ -21,12 +21,12 @@ import numpy as np
 from absl import flags
 
 from gbair import UserError, cli, config, files
-from gbair import report_html
+from gbair.reports import html as report_html
 from gbair.data.dataset import TextDataset, concat
 from gbair.influence.tracin import TracIn, most_influential
 from gbair.recovery import cleaning, strategies
 from gbair.recovery.experiment import Experiment, corrupted_train
-from gbair.train import checkpoints as prompt_checkpoints
+from gbair.train import prompt_checkpoints
 from gbair.train import trainer
 from gbair.workdir import (COLUMNS, Cell, checkpoints_dir, iteration_dir, load_explanations, read_state,
                            result_rows, trained_set)
@@ -152,7 +152,7 @@ class RunExplainer:
         return "\n".join(out)
 
     def report_data(self, cell: Cell, k: int = 10) -> dict[str, Any]:
-        """The HTML report's data (see gbair.report_html) for every strategy of `cell`: the flagged examples
+        """The HTML report's data (see gbair.reports.html) for every strategy of `cell`: the flagged examples
         by the score they were ranked by; V's errors, with TracIn's proponents and opponents for TracIn
         strategies."""
         noisy = self.noisy_train(cell)
@@ -213,7 +213,7 @@ class RunExplainer:
 
 
 def cleaning_report_data(result: cleaning.Cleaning, name: str, strategy: str, k: int = 10) -> dict[str, Any]:
-    """The review page's data (gbair.report_html) of a cleaning run: per iteration the flagged examples by
+    """The review page's data (gbair.reports.html) of a cleaning run: per iteration the flagged examples by
     the score they were ranked by, with the model's view of each; V's misclassified examples with the
     model's confidence and, for TracIn strategies, their proponents and opponents."""
     train, validation = result.train, result.validation

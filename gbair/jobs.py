@@ -13,7 +13,7 @@ from typing import Any, Callable, Mapping
 import gin
 from absl import logging
 
-from gbair import UserError, explain, files, lock, report_html, run_record
+from gbair import UserError, explain, files, lock, run_record
 from gbair.batching import format_seconds
 from gbair.data import decisions as decisions_lib
 from gbair.data import user_files
@@ -23,8 +23,9 @@ from gbair.models import prompts
 from gbair.models.prompts import PromptModel
 from gbair.recovery import cleaning, loop
 from gbair.recovery.experiment import Experiment, RecoveryConfig
+from gbair.reports import html as report_html
 from gbair.reports import paper
-from gbair.train import checkpoints as prompt_checkpoints
+from gbair.train import prompt_checkpoints
 from gbair.train import trainer
 
 

@@ -12,7 +12,7 @@ import jax
 import numpy as np
 from safetensors.numpy import load_file
 
-from gbair.checkpoints import hf
+from gbair.pretrained import hf
 from gbair.influence.tracin import TracIn
 from gbair.models import prompts, t5
 from gbair.train import trainer

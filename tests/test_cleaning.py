@@ -4,7 +4,6 @@ own format and columns, a reviewed example is never flagged again, a rerun train
 every bad input is one line naming file, line and column before any training."""
 
 import csv
-import io
 import json
 import pathlib
 import re
@@ -16,7 +15,7 @@ from gbair import UserError, jobs
 from gbair.data.user_files import read_labelled_file
 from gbair.recovery import cleaning
 from gbair.recovery.experiment import RecoveryConfig
-from gbair.train import checkpoints as prompt_checkpoints
+from gbair.train import prompt_checkpoints
 from gbair.train import trainer
 from gbair.workdir import CLEANING_DIR
 from tests.conftest import CLEANING_FIXTURES, JSONL_COLUMNS, clean

@@ -230,11 +230,11 @@ def test_a_setting_no_binding_gives_is_one_line_naming_the_configurable(tmp_path
     for unset, expected in (("Experiment.model = None", "`Experiment` not provided in config: ['corruption_rates', "
                                                         "'datasets', 'strategy_names']"),  # a plain argument
                             ("", "`sweep` not provided in config: ['experiment']")):  # a gin.REQUIRED one
-        config.parse([], ["import gbair.jobs", "execute.job = @sweep"] + (
+        command = config.parse([], ["import gbair.jobs", "execute.job = @sweep"] + (
             ["sweep.experiment = @Experiment()", unset] if unset else []))
         try:
             with pytest.raises(UserError) as missing:
-                config.execute(str(tmp_path))
+                config.execute(str(tmp_path), command)
         finally:
             gin.clear_config()
         assert str(missing.value).splitlines()[0] == f"Required bindings for {expected}"  # gin appends its calls

@@ -20,8 +20,8 @@ from gbair import UserError, config
 from gbair.data import safety
 from gbair.explain import RunExplainer
 from gbair.models import t5
-from gbair.train import checkpoints as prompt_checkpoints
-from tests.test_checkpoints import write_legacy
+from gbair.train import prompt_checkpoints
+from tests.test_pretrained import write_legacy
 
 REPO = pathlib.Path(__file__).parent.parent
 FIXTURES = REPO / "tests" / "fixtures" / "safety"
@@ -135,12 +135,12 @@ def size_bindings(config: t5.T5Config) -> list[str]:
 
 @pytest.fixture
 def weights_never_read(monkeypatch):
-    from gbair import checkpoints  # pylint: disable=import-outside-toplevel
+    from gbair import pretrained  # pylint: disable=import-outside-toplevel
 
     def refuse(*args, **kwargs):
         raise AssertionError("the weights were read before the mistake was found")
 
-    monkeypatch.setattr(checkpoints, "load_t5_params", refuse)
+    monkeypatch.setattr(pretrained, "load_t5_params", refuse)
 
 
 def default_sentencepiece(path: pathlib.Path) -> None:

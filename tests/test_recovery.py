@@ -15,11 +15,11 @@ import gin
 import numpy as np
 import pytest
 
-from gbair import UserError, files
-from gbair.recovery import experiment, loop, strategies
+from gbair import UserError
+from gbair.recovery import experiment, strategies
 from gbair.reports import plots
 from gbair.train.metrics import found_by_prefix
-from gbair.train import checkpoints as prompt_checkpoints
+from gbair.train import prompt_checkpoints
 from gbair.train import trainer
 from gbair import workdir as workdir_lib
 from gbair.workdir import COLUMNS

@@ -14,8 +14,8 @@ import time
 
 import pytest
 
-from gbair import report_html
-from tests.test_report_html import EVIL, sample_data
+from gbair.reports import html as report_html
+from tests.test_reports_html import EVIL, sample_data
 
 CHROMIUM = pathlib.Path("/usr/bin/chromium")
 CHROMEDRIVER = pathlib.Path("/usr/bin/chromedriver")

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from safetensors.numpy import load_file
 
-from gbair.checkpoints import hf
+from gbair.pretrained import hf
 from gbair.data.dataset import TextDataset
 from gbair.influence.tracin import TracIn
 from gbair.models import t5

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from gbair.influence.gradients import per_example_grads
-from gbair.influence.tracin import TracIn, projection_matrix
+from gbair.influence.tracin import TracIn, most_influential, projection_matrix
 from gbair.models.prompts import PromptCheckpoint
 from tests.toy_model import (brute_force_influence, toy_checkpoints, toy_dataset, toy_model)
 
@@ -90,6 +90,9 @@ def test_top_k_equals_full_sort(k):
         order = np.argsort(matrix if opponents else -matrix, axis=0, kind="stable")[:k].T
         np.testing.assert_array_equal(result.indices, order)
         np.testing.assert_allclose(result.scores, np.take_along_axis(matrix.T, order, axis=1), rtol=1e-5)
+        stored = most_influential(matrix, k, opponents=opponents)  # explain's ranking of a stored matrix
+        np.testing.assert_array_equal(stored.indices, order)
+        np.testing.assert_array_equal(stored.scores, np.take_along_axis(matrix.T, order, axis=1))
     with pytest.raises(ValueError, match="k=14, expected 1..13"):
         tracin.top_k(TRAIN, TEST, 14)
 

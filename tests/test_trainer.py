@@ -14,7 +14,7 @@ from gbair import UserError
 from gbair.data.dataset import TextDataset
 from gbair.models.prompts import PromptCheckpoint
 from gbair.classifiers import minilm_classifier
-from gbair.train import checkpoints, trainer
+from gbair.train import prompt_checkpoints, trainer
 from tests.toy_model import toy_model
 
 
@@ -83,22 +83,22 @@ def test_resume_after_crash_equals_uninterrupted_run(model, tmp_path, monkeypatc
     data = toy_dataset()
     reference = trainer.train(model, data, CONFIG, tmp_path / "reference")
 
-    real_save = checkpoints.save
+    real_save = prompt_checkpoints.save
 
     def crash_after_step_4(mngr, step, state, record):
         real_save(mngr, step, state, record)
         if step == 4:
             raise KeyboardInterrupt("simulated kill")
 
-    monkeypatch.setattr(checkpoints, "save", crash_after_step_4)
+    monkeypatch.setattr(prompt_checkpoints, "save", crash_after_step_4)
     with pytest.raises(KeyboardInterrupt):
         trainer.train(model, data, CONFIG, tmp_path / "resumed")
-    monkeypatch.setattr(checkpoints, "save", real_save)
+    monkeypatch.setattr(prompt_checkpoints, "save", real_save)
     resumed = trainer.train(model, data, CONFIG, tmp_path / "resumed")
 
     np.testing.assert_array_equal(resumed.prompt, reference.prompt)
     assert reference.checkpoint_steps == resumed.checkpoint_steps == (2, 4, 6, 8, 10)
-    saved = checkpoints.load_prompt_checkpoints(tmp_path / "resumed")
+    saved = prompt_checkpoints.load_prompt_checkpoints(tmp_path / "resumed")
     assert [c.step for c in saved] == [2, 4, 6, 8, 10]
     assert all(c.learning_rate == CONFIG.learning_rate for c in saved)
     np.testing.assert_array_equal(saved[-1].prompt, reference.prompt)
@@ -147,7 +147,7 @@ def test_checkpoint_learning_rate_is_the_mean_rate_of_the_updates_it_stands_for(
     config = dataclasses.replace(CONFIG, schedule="warmup_cosine", learning_rate=0.05, warmup_fraction=0.2,
                                  num_steps=10, checkpoint_every=3)
     trainer.train(model, toy_dataset(), config, tmp_path)
-    saved = checkpoints.load_prompt_checkpoints(tmp_path)
+    saved = prompt_checkpoints.load_prompt_checkpoints(tmp_path)
     rate = warmup_cosine_by_hand(0.05, warmup=2, total=10)
     bounds = [0, 3, 6, 9, 10]
     assert [c.step for c in saved] == bounds[1:]
@@ -159,7 +159,7 @@ def test_the_optimizer_follows_the_schedule(model, tmp_path):
     """Warmup starts at rate 0: the first update leaves the prompt as initialised, the second moves it."""
     config = dataclasses.replace(CONFIG, schedule="warmup_cosine", warmup_fraction=0.5, num_steps=4, checkpoint_every=1)
     trainer.train(model, toy_dataset(), config, tmp_path)
-    first, second = checkpoints.load_prompt_checkpoints(tmp_path)[:2]
+    first, second = prompt_checkpoints.load_prompt_checkpoints(tmp_path)[:2]
     initial = np.asarray(model.init_prompt(jax.random.key(config.seed)))
     np.testing.assert_array_equal(first.prompt, initial)
     assert first.learning_rate == 0.0 and np.abs(second.prompt - initial).max() > 1e-4
@@ -177,7 +177,7 @@ def test_checkpoints_record_validation_metrics_and_selection_picks_the_best(mode
     data, validation = toy_dataset(36), toy_dataset(12)
     config = dataclasses.replace(CONFIG, num_steps=8, checkpoint_every=2, select_by="loss")
     trainer.train(model, data, config, tmp_path, validation=validation)
-    saved = checkpoints.load_prompt_checkpoints(tmp_path)
+    saved = prompt_checkpoints.load_prompt_checkpoints(tmp_path)
     for checkpoint in saved:  # the recorded numbers are the checkpoint's own
         fresh = trainer.evaluate(model, checkpoint.prompt, validation)
         assert checkpoint.validation == pytest.approx(fresh)
@@ -224,12 +224,12 @@ def test_a_damaged_latest_checkpoint_falls_back_to_the_newest_readable_one(model
     reference = trainer.train(model, data, CONFIG, tmp_path / "reference")
     trainer.train(model, data, CONFIG, tmp_path / "run")
     DAMAGES[damage](tmp_path / "run" / "10")
-    with pytest.raises(checkpoints.DamagedCheckpoint, match=r"run/10: damaged checkpoint .*delete"):
-        checkpoints.load_prompt_checkpoints(tmp_path / "run")
+    with pytest.raises(prompt_checkpoints.DamagedCheckpoint, match=r"run/10: damaged checkpoint .*delete"):
+        prompt_checkpoints.load_prompt_checkpoints(tmp_path / "run")
     resumed = trainer.train(model, data, CONFIG, tmp_path / "run")  # redoes steps 9-10 from step 8
     assert "resuming from step 8" in caplog.text
     np.testing.assert_array_equal(resumed.prompt, reference.prompt)
-    assert [c.step for c in checkpoints.load_prompt_checkpoints(tmp_path / "run")] == [2, 4, 6, 8, 10]
+    assert [c.step for c in prompt_checkpoints.load_prompt_checkpoints(tmp_path / "run")] == [2, 4, 6, 8, 10]
 
 
 def test_no_readable_checkpoint_names_the_directory_to_delete(model, tmp_path):
@@ -255,7 +255,7 @@ def test_a_diverging_run_stops_naming_the_run_and_the_step_and_saves_no_diverged
     step = int(re.search(r"became nan at step (\d+) ", message).group(1))
     assert message.startswith(f"{tmp_path / 'run'}: the training loss became nan at step {step} ")
     assert "learning_rate=0.3" in message and "try a lower TrainConfig.learning_rate" in message
-    saved = checkpoints.load_prompt_checkpoints(tmp_path / "run" / "ckpt")  # every step before it, all finite
+    saved = prompt_checkpoints.load_prompt_checkpoints(tmp_path / "run" / "ckpt")  # every step before it, all finite
     assert step > 1 and [c.step for c in saved] == list(range(1, step))
     assert all(np.isfinite(c.prompt).all() for c in saved)
 

@@ -65,7 +65,7 @@ class TracIn:
 
     Args:
       model: the prompt model whose `loss_fn` is differentiated.
-      checkpoints: (prompt, learning_rate) at each saved step; see train.checkpoints.
+      checkpoints: (prompt, learning_rate) at each saved step; see train.prompt_checkpoints.
       variant: `dot` (TracIn) or `cosine` (gradients normalised per checkpoint, so the same
         high-gradient-norm examples stop topping every list).
       batch_size: training examples per device per block.

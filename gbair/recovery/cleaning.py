@@ -44,7 +44,7 @@ from gbair.influence.tracin import check_method
 from gbair.models.prompts import PromptCheckpoint, PromptModel
 from gbair.recovery import strategies
 from gbair.recovery.experiment import RecoveryConfig
-from gbair.train import checkpoints as prompt_checkpoints
+from gbair.train import prompt_checkpoints
 from gbair.train import trainer
 from gbair.workdir import (checkpoints_dir, cleaning_dir, dataset_fingerprint, digest, iteration_dir,
                            model_fingerprint, read_state, record_identity, save_explanations, trained_set,

@@ -38,7 +38,7 @@ from gbair.models.prompts import PromptCheckpoint, PromptModel
 from gbair.recovery import strategies
 from gbair.scalars import Scalars
 from gbair.recovery.experiment import Experiment, RecoveryConfig, corrupted_train, reviewed_ids
-from gbair.train import checkpoints as prompt_checkpoints
+from gbair.train import prompt_checkpoints
 from gbair.train import trainer
 from gbair.train.metrics import detection_metrics, found_by_prefix
 from gbair.workdir import (Cell, checkpoints_dir, claim, dataset_fingerprint, digest, model_fingerprint, read_done,

@@ -22,7 +22,7 @@ from gbair.batching import Progress, make_batch, map_batches, on_mesh, pad_indic
 from gbair.data.dataset import TextDataset
 from gbair.models.prompts import PromptCheckpoint, PromptModel, place
 from gbair.scalars import Scalars
-from gbair.train import checkpoints
+from gbair.train import prompt_checkpoints
 from gbair.train.metrics import classification_metrics
 from gbair.workdir import dataset_fingerprint, digest, model_fingerprint
 
@@ -200,7 +200,7 @@ def train(model: PromptModel, dataset: TextDataset, config: TrainConfig,
     prompt = model.init_prompt(jax.random.key(config.seed))
     state = {"prompt": prompt, "opt_state": optimizer.init(prompt)}
     first_step, saved = 0, []
-    mngr = checkpoints.manager(checkpoint_dir) if checkpoint_dir is not None else None
+    mngr = prompt_checkpoints.manager(checkpoint_dir) if checkpoint_dir is not None else None
     run_id = fingerprint(model, dataset, config, validation)
     if mngr is not None and mngr.latest_step() is not None:
         first_step, state = resume(mngr, run_id, state)
@@ -232,7 +232,7 @@ def train(model: PromptModel, dataset: TextDataset, config: TrainConfig,
                 logging.info("step %d: validation %s", step + 1,
                              "  ".join(f"{k} {v:.4f}" for k, v in record["validation"].items() if v is not None))
                 scalars.write(step + 1, {f"validation/{k}": v for k, v in record["validation"].items()})
-            checkpoints.save(mngr, step + 1, state, record)
+            prompt_checkpoints.save(mngr, step + 1, state, record)
             saved.append(step + 1)
     scalars.close()
     return TrainResult(np.asarray(state["prompt"], np.float32), total_steps, tuple(saved),
@@ -290,12 +290,12 @@ def resume(mngr, run_id: str, state: Any) -> tuple[int, Any]:
     damaged = []
     for step in sorted(mngr.all_steps(), reverse=True):
         try:
-            record = checkpoints.read_record(mngr, step)
+            record = prompt_checkpoints.read_record(mngr, step)
             if record.get("fingerprint") != run_id:
                 raise UserError(f"{mngr.directory}: checkpoints come from a different run (data, model or "
                                 f"TrainConfig changed); use a new --workdir or delete that directory")
-            restored = checkpoints.restore_state(mngr, step, state)
-        except checkpoints.DamagedCheckpoint as e:
+            restored = prompt_checkpoints.restore_state(mngr, step, state)
+        except prompt_checkpoints.DamagedCheckpoint as e:
             logging.warning("%s", e)
             damaged.append(step)
             continue

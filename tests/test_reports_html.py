@@ -6,7 +6,7 @@ import re
 import struct
 import zlib
 
-from gbair import report_html
+from gbair.reports import html as report_html
 
 EVIL = "<script>alert(1)</script>"
 BREAKOUT = "</script><b>x</b>"

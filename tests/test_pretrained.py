@@ -17,8 +17,8 @@ import tensorstore as ts
 from safetensors.numpy import load_file, save_file
 
 import jax
-from gbair import checkpoints
-from gbair.checkpoints import hf, t5x
+from gbair import pretrained
+from gbair.pretrained import hf, t5x
 from gbair.models import t5
 
 CONFIG = t5.T5Config(vocab_size=40, d_model=16, num_heads=3, head_dim=8, d_ff=20, num_encoder_layers=2,
@@ -98,21 +98,21 @@ def test_legacy_checkpoint_loads_exactly_after_being_moved(tmp_path, params):
     write_legacy(str(tmp_path / "run" / "checkpoint_1100000"), params)
     shutil.move(tmp_path / "run", tmp_path / "moved")  # spec paths are relative to the step dir
     step_dir = str(tmp_path / "moved" / "checkpoint_1100000")
-    assert checkpoints.detect_format(step_dir) == ("t5x_legacy", step_dir)
-    assert_same(checkpoints.load_t5_params(step_dir, CONFIG), params)
-    assert_same(checkpoints.load_t5_params(step_dir + "/checkpoint", CONFIG), params)
+    assert pretrained.detect_format(step_dir) == ("t5x_legacy", step_dir)
+    assert_same(pretrained.load_t5_params(step_dir, CONFIG), params)
+    assert_same(pretrained.load_t5_params(step_dir + "/checkpoint", CONFIG), params)
 
 
 @pytest.mark.parametrize("version", [3, 2])  # version 2 stored bfloat16 as uint16 bit patterns
 def test_legacy_bfloat16_arrays_are_widened_to_float32(tmp_path, params, version):
     write_legacy(str(tmp_path / "checkpoint_1"), params, dtype=ml_dtypes.bfloat16, version=version)
     rounded = jax.tree.map(lambda x: np.asarray(x).astype(ml_dtypes.bfloat16).astype(np.float32), params)
-    assert_same(checkpoints.load_t5_params(str(tmp_path / "checkpoint_1"), CONFIG), rounded)
+    assert_same(pretrained.load_t5_params(str(tmp_path / "checkpoint_1"), CONFIG), rounded)
 
 
 def test_legacy_arrays_rewritten_with_other_chunks_still_load(tmp_path, params):
     write_legacy(str(tmp_path / "checkpoint_1"), params, rechunk=True)
-    assert_same(checkpoints.load_t5_params(str(tmp_path / "checkpoint_1"), CONFIG), params)
+    assert_same(pretrained.load_t5_params(str(tmp_path / "checkpoint_1"), CONFIG), params)
 
 
 def test_orbax_checkpoint_loads_exactly_and_skips_optimizer_state(tmp_path, params):
@@ -121,11 +121,11 @@ def test_orbax_checkpoint_loads_exactly_and_skips_optimizer_state(tmp_path, para
         state = {"target": params, "state": {"step": np.int32(7), "param_states": {"v": np.zeros(3, np.float32)}}}
         manager.save(7, args=ocp.args.Composite(state=ocp.args.PyTreeSave(state)))
     step_dir = str(tmp_path / "checkpoint_7")
-    assert checkpoints.detect_format(step_dir)[0] == "t5x_orbax"
-    assert checkpoints.detect_format(step_dir + "/state") == ("t5x_orbax", step_dir)
-    assert checkpoints.detect_format("gs://b/m/checkpoint_7/state") == ("t5x_orbax", "gs://b/m/checkpoint_7")
-    assert checkpoints.detect_format("gs://b/m/checkpoint_7") == ("t5x_legacy", "gs://b/m/checkpoint_7")
-    assert_same(checkpoints.load_t5_params(step_dir, CONFIG), params)
+    assert pretrained.detect_format(step_dir)[0] == "t5x_orbax"
+    assert pretrained.detect_format(step_dir + "/state") == ("t5x_orbax", step_dir)
+    assert pretrained.detect_format("gs://b/m/checkpoint_7/state") == ("t5x_orbax", "gs://b/m/checkpoint_7")
+    assert pretrained.detect_format("gs://b/m/checkpoint_7") == ("t5x_legacy", "gs://b/m/checkpoint_7")
+    assert_same(pretrained.load_t5_params(step_dir, CONFIG), params)
 
 
 def test_hf_safetensors_file_or_dir(tmp_path):
@@ -136,9 +136,9 @@ def test_hf_safetensors_file_or_dir(tmp_path):
                                                               "t5_tiny_outputs.json")))["config"])
     expected = hf.params_from_hf(load_file(golden), config)
     save_file(load_file(golden), str(tmp_path / "model.safetensors"))
-    assert checkpoints.detect_format(str(tmp_path)) == ("hf_safetensors", str(tmp_path / "model.safetensors"))
-    assert_same(checkpoints.load_t5_params(str(tmp_path), config), expected)
-    assert_same(checkpoints.load_t5_params(golden, config), expected)
+    assert pretrained.detect_format(str(tmp_path)) == ("hf_safetensors", str(tmp_path / "model.safetensors"))
+    assert_same(pretrained.load_t5_params(str(tmp_path), config), expected)
+    assert_same(pretrained.load_t5_params(golden, config), expected)
 
 
 def test_mismatch_names_every_missing_unexpected_and_wrong_shape_param(tmp_path, params):
@@ -148,7 +148,7 @@ def test_mismatch_names_every_missing_unexpected_and_wrong_shape_param(tmp_path,
     target["token_embedder"]["embedding"] = np.zeros((41, 16), np.float32)
     write_legacy(str(tmp_path / "checkpoint_1"), target)
     with pytest.raises(ValueError) as error:
-        checkpoints.load_t5_params(str(tmp_path / "checkpoint_1"), CONFIG)
+        pretrained.load_t5_params(str(tmp_path / "checkpoint_1"), CONFIG)
     message = str(error.value)
     assert "missing ['encoder/layers_1/mlp/wo/kernel']" in message
     assert "unexpected ['encoder/extra/kernel']" in message
@@ -157,14 +157,14 @@ def test_mismatch_names_every_missing_unexpected_and_wrong_shape_param(tmp_path,
 
 def test_bad_paths_give_clear_errors(tmp_path):
     with pytest.raises(FileNotFoundError, match="does not exist"):
-        checkpoints.load_t5_params(str(tmp_path / "nope"), CONFIG)
+        pretrained.load_t5_params(str(tmp_path / "nope"), CONFIG)
     with pytest.raises(ValueError, match="not a T5X step dir"):
-        checkpoints.load_t5_params(str(tmp_path), CONFIG)
+        pretrained.load_t5_params(str(tmp_path), CONFIG)
     for step in (900, 1000, 80):
         (tmp_path / f"checkpoint_{step}").mkdir()
     with pytest.raises(ValueError, match=r"model dir: pass one of its step dirs, e.g. .*checkpoint_1000 "
                                          r"\(found checkpoint_80, checkpoint_900, checkpoint_1000\)"):
-        checkpoints.load_t5_params(str(tmp_path), CONFIG)
+        pretrained.load_t5_params(str(tmp_path), CONFIG)
 
 
 def test_gcs_specs_take_the_bucket_and_dir_of_the_given_path():
@@ -187,37 +187,37 @@ def test_shapes_come_from_metadata_alone_in_every_format(tmp_path, params):
     for chunk in (tmp_path / "legacy" / "checkpoint_1").rglob("*"):
         if chunk.is_file() and chunk.name not in ("checkpoint", ".zarray"):
             chunk.unlink()  # no array data left: only the msgpack index and each array's .zarray
-    found = checkpoints.read_shapes(str(tmp_path / "legacy" / "checkpoint_1"))
+    found = pretrained.read_shapes(str(tmp_path / "legacy" / "checkpoint_1"))
     assert found.format == "t5x_legacy" and found.shapes == shapes_of(params)
-    assert checkpoints.shape_problems(found, CONFIG) == []
-    emptied = checkpoints.load_t5_params(str(tmp_path / "legacy" / "checkpoint_1"), CONFIG)  # zarr's fill value
+    assert pretrained.shape_problems(found, CONFIG) == []
+    emptied = pretrained.load_t5_params(str(tmp_path / "legacy" / "checkpoint_1"), CONFIG)  # zarr's fill value
     assert not emptied["token_embedder"]["embedding"].any() and params["token_embedder"]["embedding"].any()
 
     options = ocp.CheckpointManagerOptions(step_prefix="checkpoint")
     with ocp.CheckpointManager(str(tmp_path / "orbax"), options=options) as manager:
         manager.save(7, args=ocp.args.Composite(state=ocp.args.PyTreeSave({"target": params})))
-    found = checkpoints.read_shapes(str(tmp_path / "orbax" / "checkpoint_7"))
+    found = pretrained.read_shapes(str(tmp_path / "orbax" / "checkpoint_7"))
     assert found.format == "t5x_orbax" and found.shapes == shapes_of(params)
 
     golden = os.path.join(os.path.dirname(__file__), "golden", "t5_tiny.safetensors")
-    found = checkpoints.read_shapes(golden)
+    found = pretrained.read_shapes(golden)
     assert found.shapes == {name: array.shape for name, array in load_file(golden).items()}
     import json  # pylint: disable=import-outside-toplevel
 
     config = t5.T5Config.from_hf(json.load(open(os.path.join(os.path.dirname(__file__), "golden",
                                                               "t5_tiny_outputs.json")))["config"])
-    assert checkpoints.shape_problems(found, config) == []
-    assert "shared.weight" in " ".join(checkpoints.shape_problems(found, dataclasses.replace(config, vocab_size=7)))
+    assert pretrained.shape_problems(found, config) == []
+    assert "shared.weight" in " ".join(pretrained.shape_problems(found, dataclasses.replace(config, vocab_size=7)))
 
 
 def test_shape_problems_name_each_param_that_does_not_fit(tmp_path, params):
     write_legacy(str(tmp_path / "checkpoint_1"), params)
-    found = checkpoints.read_shapes(str(tmp_path / "checkpoint_1"))
+    found = pretrained.read_shapes(str(tmp_path / "checkpoint_1"))
     wider = dataclasses.replace(CONFIG, num_encoder_layers=3, d_ff=24)
-    problems = checkpoints.shape_problems(found, wider)
+    problems = pretrained.shape_problems(found, wider)
     assert "encoder/layers_2/mlp/wo/kernel missing" in problems
     assert "encoder/layers_0/mlp/wo/kernel (20, 16) (expected (24, 16))" in problems
-    assert checkpoints.shape_problems(found, dataclasses.replace(wider, num_encoder_layers=1, d_ff=20)) == [
+    assert pretrained.shape_problems(found, dataclasses.replace(wider, num_encoder_layers=1, d_ff=20)) == [
         f"encoder/layers_1/{name} unexpected" for name in sorted(
             "/".join(k) for k in [("attention", p, "kernel") for p in ("key", "out", "query", "value")]
             + [("mlp", p, "kernel") for p in ("wi_0", "wi_1", "wo")]

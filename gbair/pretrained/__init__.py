@@ -19,7 +19,7 @@ from safetensors import safe_open
 from safetensors.numpy import load_file
 
 from gbair import UserError
-from gbair.checkpoints import hf, t5x
+from gbair.pretrained import hf, t5x
 from gbair.models.t5 import T5Config, param_shapes
 
 Format = Literal["t5x_legacy", "t5x_orbax", "hf_safetensors"]
