@@ -287,7 +287,7 @@ def to_markdown(findings: list[Finding]) -> str:
               f"seeds), wins = seeds with a difference > 0. Verdict at Holm p < {ALPHA:g}: supported in the "
               "hypothesised direction (`dir`), contradicted in the other" + ('; "(interim)" on a row short of its '
               'target seeds, where the protocol decides nothing yet.' if short else "."),
-              "Regenerate: `python -m gbair.reports.findings DIR` on this directory.", ""]
+              "Regenerate: `python -m gbair.reports.findings --workdir=DIR` on this directory.", ""]
     header = ["row", "comparison", "arm", "dir", "n", "mean [95% interval]", "p", "Holm p", "wins", "verdict"]
     for family in FAMILIES:
         members = [f for f in findings if f.comparison.family == family]
