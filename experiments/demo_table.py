@@ -40,9 +40,8 @@ def demo_rows(source: str) -> dict[str, list[float | None]]:
     out = {}
     for name in ("clean", "corrupted") + STRATEGIES:
         r = by_name[name]
-        flipped = r["n_flagged_corrupted"] / r["n_flagged"] if r["n_flagged"] else None
         gap = recovered.get((DATASET, RATE, name, 1), {}).get(SEED)
-        out[name] = [r["test_f1"], r["test_auc"], gap, flipped, r["detection_auroc"]]
+        out[name] = [r["test_f1"], r["test_auc"], gap, r["precision_at_k"], r["detection_auroc"]]
     return out
 
 

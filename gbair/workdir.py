@@ -158,8 +158,8 @@ def write_results(workdir: files.Location) -> epath.Path:
     path = results_path(workdir)
     if not hosts.is_writer():
         return path
-    rows = [row for done in sorted((files.path(workdir) / "cells").glob("*/*/*/*/done.json"))
-            for row in json.loads(done.read_text())]
+    finished = sorted(done.parent for done in (files.path(workdir) / "cells").glob("*/*/*/*/done.json"))
+    rows = [row for strategy in finished for row in json.loads((strategy / "done.json").read_text())]
     order = {name: i for i, name in enumerate((CLEAN,) + STRATEGY_ORDER)}
     rows.sort(key=lambda r: (r["dataset"], r["corruption_rate"], r["seed"], order.get(r["strategy"], 99),
                              r["strategy"], r["iteration"]))
@@ -168,8 +168,8 @@ def write_results(workdir: files.Location) -> epath.Path:
     writer.writeheader()
     writer.writerows({k: ("" if row.get(k) is None else row[k]) for k in COLUMNS} for row in rows)
     files.write_text(path, out.getvalue())
-    curves = [curve.read_text().split("\n", 1)[1] for curve in sorted(
-        (files.path(workdir) / "cells").glob(f"*/*/*/*/{RECOVERY_CURVES_FILE}")) if (curve.parent / "done.json").exists()]
+    curves = [(strategy / RECOVERY_CURVES_FILE).read_text().split("\n", 1)[1] for strategy in finished
+              if (strategy / RECOVERY_CURVES_FILE).exists()]
     files.write_text(files.path(workdir) / RECOVERY_CURVES_FILE, ",".join(RECOVERY_CURVE_COLUMNS) + "\n" + "".join(curves))
     return path
 
