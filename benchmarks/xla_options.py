@@ -39,6 +39,11 @@ CONTENDERS = {
     "one_thread_eigen": ({"XLA_FLAGS": "--xla_cpu_multi_thread_eigen=false"}, "jax"),
     "bfloat16": ({"GBAIR_BENCH_DTYPE": "bfloat16"}, "jax"),
     "isa_avx2": ({"XLA_FLAGS": "--xla_cpu_max_isa=AVX2"}, "jax"),
+    # Which library XLA hands dots (and their fused epilogues) to: YNNPACK is the default here.
+    "ynn_off": ({"XLA_FLAGS": "--xla_cpu_experimental_ynn_fusion_type="}, "jax"),
+    "ynn_individual_dot": ({"XLA_FLAGS": "--xla_cpu_experimental_ynn_fusion_type=individual_dot"}, "jax"),
+    "xnn_fusion_dot": ({"XLA_FLAGS": "--xla_cpu_experimental_xnn_fusion_type=dot"}, "jax"),
+    "onednn_fusion_dot": ({"XLA_FLAGS": "--xla_cpu_experimental_onednn_fusion_type=dot"}, "jax"),
     "torch_func": ({}, "torch"),
     "torch_func_avx2": ({"ATEN_CPU_CAPABILITY": "avx2"}, "torch"),
 }

@@ -31,3 +31,23 @@ def test_cpu_isa_names_the_cpu_and_only_the_vector_flags_it_has():
     flags = set(next(line for line in cpuinfo.read_text().splitlines() if line.startswith("flags")).split(":")[1].split())
     assert set(isa["flags"]) <= flags
     assert set(isa["flags"]) == {f for f in flags if f in ("avx2", "avx_vnni") or f.startswith(("avx512", "amx"))}
+
+
+def test_kernel_profile_bins_each_matmul_of_real_optimised_hlo_by_its_shapes():
+    import jax
+    import jax.numpy as jnp
+    from benchmarks import kernel_profile
+
+    def f(x, w, a, b):  # one projection-like dot and one per-head-like batched dot
+        return (x @ w).sum() + jnp.einsum("bqd,bkd->bqk", a, b).sum()
+
+    args = (jnp.ones((100, 384)), jnp.ones((384, 64)), jnp.ones((4, 16, 8)), jnp.ones((4, 16, 8)))
+    kinds = kernel_profile.xla_matmul_ops(jax.jit(f).lower(*args).compile().as_text())
+    assert sorted(kinds.values()) == ["attention", "dense"]
+
+
+def test_matmul_kind_reads_the_minor_dims_as_torch_profiler_reports_them():
+    from benchmarks import kernel_profile
+    assert kernel_profile.matmul_kind([(384, 80, 32), (384, 32, 80)]) == "attention"  # QK^T per head
+    assert kernel_profile.matmul_kind([(32, 80, 384), (32, 384, 384)]) == "dense"  # a projection under vmap
+    assert kernel_profile.matmul_kind([(2560, 384), (384, 1536)]) == "dense"

@@ -50,6 +50,14 @@ class BertConfig:
         )
 
 
+def attend(q: jax.Array, k: jax.Array, v: jax.Array, bias: jax.Array, dtype: Any) -> jax.Array:
+    """Softmax attention of q, k, v [B, S, H, D] under an additive bias [B, 1, 1, S] -> [B, S, H, D]
+    (its own function so that benchmarks/kernel_profile.py can time another layout of the same maths)."""
+    logits = jnp.einsum("bqhd,bkhd->bhqk", q, k) / np.sqrt(q.shape[-1])
+    weights = jax.nn.softmax(logits.astype(jnp.float32) + bias, axis=-1).astype(dtype)
+    return jnp.einsum("bhqk,bkhd->bqhd", weights, v)
+
+
 class BertLayer(nn.Module):
     config: BertConfig
     dtype: Any = jnp.float32
@@ -62,9 +70,7 @@ class BertLayer(nn.Module):
         norm = lambda name: nn.LayerNorm(cfg.layer_norm_eps, dtype=jnp.float32, name=name)  # noqa: E731
         split = lambda t: t.reshape(t.shape[:-1] + (heads, head_dim))  # noqa: E731
         q, k, v = (split(dense(cfg.hidden_size, n)(x)) for n in ("query", "key", "value"))
-        logits = jnp.einsum("bqhd,bkhd->bhqk", q, k) / np.sqrt(head_dim)
-        weights = jax.nn.softmax(logits.astype(jnp.float32) + bias, axis=-1).astype(self.dtype)
-        attended = jnp.einsum("bhqk,bkhd->bqhd", weights, v).reshape(x.shape)
+        attended = attend(q, k, v, bias, self.dtype).reshape(x.shape)
         x = norm("attention_norm")(x + dense(cfg.hidden_size, "attention_out")(attended))
         h = nn.gelu(dense(cfg.intermediate_size, "intermediate")(x), approximate=False)
         return norm("output_norm")(x + dense(cfg.hidden_size, "output")(h)).astype(self.dtype)
