@@ -349,3 +349,25 @@ def test_committed_findings_regenerate_byte_for_byte(directory, tmp_path):
     findings.write_findings(tmp_path)
     for name in ("findings.md", "findings.csv"):
         assert (tmp_path / name).read_bytes() == (directory / name).read_bytes(), f"{directory}/{name}"
+
+
+def test_a_quote_holds_against_its_own_row_and_fails_when_a_number_or_the_row_is_wrong(analysed):
+    row = next(f for f in analysed if f.test is not None)
+    text = f"as measured, `{findings.quote(row)}`, and so on"
+    assert findings.check_quotes(text, analysed) == []
+    low = f"{row.test.ci_low:.2f}"
+    assert findings.check_quotes(text.replace(f"[{low},", f"[{float(low) + 0.01:.2f},"), analysed)  # wrong interval
+    assert findings.check_quotes(text.replace(f", n = {row.n}", f", n = {row.n + 1}"), analysed)  # wrong n
+    assert findings.check_quotes(text.replace(row.comparison.row_id, "H9/0.3/test_f1"), analysed)  # no such row
+    without_n = text.replace(f", n = {row.n}", "").replace(": +", ": ")  # n and the sign are optional
+    assert findings.check_quotes(without_n, analysed) == []
+
+
+CLAIMS = ("README.md", "experiments/RESULTS.md", "docs/results.md")
+
+
+@pytest.mark.parametrize("document", CLAIMS)
+def test_every_evidence_study_quote_in_the_docs_matches_the_committed_findings(document):
+    """Prose cites the evidence study's rows as findings.QUOTE; each must equal experiments/evidence's row."""
+    result = findings.analyse(tables.load_results(REPO / "experiments" / "evidence" / "results.csv"))
+    assert findings.check_quotes((REPO / document).read_text(), result) == []

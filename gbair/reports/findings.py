@@ -18,6 +18,7 @@ import dataclasses
 import io
 import math
 import os
+import re
 import sys
 from collections import defaultdict
 from typing import NamedTuple
@@ -296,6 +297,39 @@ def to_markdown(findings: list[Finding]) -> str:
         lines += [f"## {family} (Holm over m = {members[0].m})", ""]
         lines += [tables.to_markdown(header, [_markdown_row(f) for f in members])]
     return "\n".join(lines)
+
+
+# How prose cites a row: "`H3a/0.3/recovered_test_f1`: +0.41 [0.22, 0.60], Holm p = 0.004, n = 10" (backticks,
+# the sign and ", n = N" optional); the numbers as findings.md prints them.
+QUOTE = re.compile(r"`?(?P<row>H\d[a-z]?(?:/[a-z_]+)?/\d+(?:\.\d+)?/[a-z_0-9]+)`?: (?P<mean>[+-]?\d+\.\d+) "
+                   r"\[(?P<low>-?\d+\.\d+), (?P<high>-?\d+\.\d+)\], Holm p = (?P<holm>[\d.e-]+)(?:, n = (?P<n>\d+))?")
+
+
+def quote(f: Finding) -> str:
+    """The row as prose cites it (QUOTE), e.g. "H3a/0.3/recovered_test_f1: +0.41 [0.22, 0.60], Holm p = 0.004, n = 10"."""
+    t = f.test or _NO_TEST
+    return (f"{f.comparison.row_id}: {_number(t.mean, '+.2f')} [{_number(t.ci_low, '.2f')}, {_number(t.ci_high, '.2f')}], "
+            f"Holm p = {_number(f.holm_p, '.2g')}, n = {f.n}")
+
+
+def check_quotes(text: str, findings: list[Finding]) -> list[str]:
+    """One line per citation in `text` (QUOTE) that names no registered row or whose numbers differ from
+    the row's in `findings`; empty when every citation holds."""
+    rows = {f.comparison.row_id: f for f in findings}
+    problems = []
+    for match in QUOTE.finditer(text):
+        finding = rows.get(match["row"])
+        if finding is None:
+            problems.append(f"{match[0]!r}: no registered row {match['row']}")
+            continue
+        t = finding.test or _NO_TEST
+        expected = {"mean": _number(t.mean, ".2f"), "low": _number(t.ci_low, ".2f"),
+                    "high": _number(t.ci_high, ".2f"), "holm": _number(finding.holm_p, ".2g"), "n": str(finding.n)}
+        found = {**match.groupdict(), "mean": match["mean"].lstrip("+")}
+        wrong = [k for k, v in expected.items() if found[k] is not None and found[k] != v]
+        if wrong:
+            problems.append(f"{match[0]!r}: {', '.join(wrong)} differ from the findings, {quote(finding)}")
+    return problems
 
 
 def write_findings(workdir: os.PathLike) -> str:
