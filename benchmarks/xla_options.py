@@ -20,7 +20,6 @@ import argparse
 import json
 import os
 import pathlib
-import platform
 import statistics
 import subprocess
 import sys
@@ -48,21 +47,6 @@ CONTENDERS = {
     "torch_func_avx2": ({"ATEN_CPU_CAPABILITY": "avx2"}, "torch"),
 }
 BATCH, MAX_LENGTH = 32, 64
-
-
-def cpu_isa() -> dict:
-    """The CPU's model name and its vector ISA flags (what decides which kernels XLA and ATen pick)."""
-    model, flags = platform.processor() or platform.machine(), set()
-    try:
-        for line in pathlib.Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name") and ":" in line:
-                model = line.split(":", 1)[1].strip()
-            elif line.startswith("flags") and ":" in line:
-                flags = set(line.split(":", 1)[1].split())
-    except OSError:
-        pass
-    wanted = sorted(f for f in flags if f in ("avx2", "fma", "avx_vnni") or f.startswith(("avx512", "amx")))
-    return {"model": model, "isa": wanted}
 
 
 # ---- the child ---------------------------------------------------------------------------------
@@ -202,6 +186,8 @@ def main() -> None:
             summary[name]["share_of_matmul_rate"] = (first["kernel_flops"] * summary[name]["examples_per_s"] / BATCH
                                                      / statistics.median(rd[name]["matmul_f32_flops_per_s"]
                                                                          for rd in good))
+    sys.path.insert(0, str(pathlib.Path(__file__).parent))
+    from tracin_bench import cpu_isa  # pylint: disable=import-outside-toplevel  (the one owner; imports jax)
     result = {"command": "python benchmarks/xla_options.py " + " ".join(sys.argv[1:]), "cpu_isa": cpu_isa(),
               "date": time.strftime("%Y-%m-%d"), "cores": os.cpu_count(), "rounds": args.rounds,
               "summary": summary}
