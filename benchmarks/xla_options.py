@@ -44,7 +44,11 @@ CONTENDERS = {
     "xnn_fusion_dot": ({"XLA_FLAGS": "--xla_cpu_experimental_xnn_fusion_type=dot"}, "jax"),
     "onednn_fusion_dot": ({"XLA_FLAGS": "--xla_cpu_experimental_onednn_fusion_type=dot"}, "jax"),
     "torch_func": ({}, "torch"),
-    "torch_func_avx2": ({"ATEN_CPU_CAPABILITY": "avx2"}, "torch"),
+    "torch_func_avx2": ({"ATEN_CPU_CAPABILITY": "avx2"}, "torch"),  # ATen's own kernels only: MKL's matmuls stay AVX-512
+    # AVX2 as far as each side's switches reach: XLA's code generation and (YNNPACK off) its dots; ATen, MKL and oneDNN.
+    "isa_avx2_ynn_off": ({"XLA_FLAGS": "--xla_cpu_max_isa=AVX2 --xla_cpu_experimental_ynn_fusion_type="}, "jax"),
+    "torch_func_avx2_all": ({"ATEN_CPU_CAPABILITY": "avx2", "MKL_ENABLE_INSTRUCTIONS": "AVX2",
+                             "ONEDNN_MAX_CPU_ISA": "AVX2"}, "torch"),
 }
 BATCH, MAX_LENGTH = 32, 64
 
@@ -120,8 +124,14 @@ def child_torch(repeats: int, out: str) -> dict:
         run()
         seconds.append(time.perf_counter() - begin)
     np.save(out, grads)
+    a = torch.ones((2048, 2048), dtype=torch.float32)
+    a @ a
+    begin = time.perf_counter()
+    for _ in range(5):
+        a @ a
     return {"examples_per_s": BATCH / statistics.median(seconds), "torch_version": torch.__version__,
-            "aten_cpu_capability": torch.backends.cpu.get_cpu_capability()}
+            "aten_cpu_capability": torch.backends.cpu.get_cpu_capability(),
+            "matmul_f32_flops_per_s": 2 * 2048 ** 3 * 5 / (time.perf_counter() - begin)}
 
 
 # ---- the parent --------------------------------------------------------------------------------
@@ -182,16 +192,18 @@ def main() -> None:
                          "ratio_min": min(ratios), "ratio_max": max(ratios), "rounds": len(good),
                          "max_relative_gradient_deviation": deviation.get(name)}
         first = good[0][name]
-        if first.get("kernel_flops") and first.get("matmul_f32_flops_per_s"):
-            summary[name]["share_of_matmul_rate"] = (first["kernel_flops"] * summary[name]["examples_per_s"] / BATCH
-                                                     / statistics.median(rd[name]["matmul_f32_flops_per_s"]
-                                                                         for rd in good))
+        if first.get("matmul_f32_flops_per_s"):  # under this contender's settings: shows which ISA its matmuls use
+            matmul = statistics.median(rd[name]["matmul_f32_flops_per_s"] for rd in good)
+            summary[name]["matmul_f32_gflop_s"] = matmul / 1e9
+            if first.get("kernel_flops"):
+                summary[name]["share_of_matmul_rate"] = first["kernel_flops"] * summary[name]["examples_per_s"] / BATCH / matmul
     sys.path.insert(0, str(pathlib.Path(__file__).parent))
     from tracin_bench import cpu_isa  # pylint: disable=import-outside-toplevel  (the one owner; imports jax)
     result = {"command": "python benchmarks/xla_options.py " + " ".join(sys.argv[1:]), "cpu_isa": cpu_isa(),
               "date": time.strftime("%Y-%m-%d"), "cores": os.cpu_count(), "rounds": args.rounds,
               "summary": summary}
-    print(f"{'contender':20s} {'ex/s':>7s} {'ratio [min, max]':>22s} {'grad dev':>9s} {'matmul share':>12s}")
+    print(f"{'contender':20s} {'ex/s':>7s} {'ratio [min, max]':>22s} {'grad dev':>9s} {'matmul share':>12s} "
+          f"{'2048 matmul GFLOP/s':>20s}")
     for name, s in summary.items():
         if "error" in s:
             print(f"{name:20s} unsupported: {s['error']}")
@@ -200,7 +212,7 @@ def main() -> None:
         share = s.get("share_of_matmul_rate")
         print(f"{name:20s} {s['examples_per_s']:7.1f} {s['ratio_to_baseline']:8.2f} [{s['ratio_min']:.2f}, "
               f"{s['ratio_max']:.2f}]   {'' if dev is None else f'{dev:9.1e}'} "
-              f"{'' if share is None else f'{100 * share:11.0f}%'}")
+              f"{'' if share is None else f'{100 * share:11.0f}%':12s} {s.get('matmul_f32_gflop_s', float('nan')):20.0f}")
     if args.json:
         pathlib.Path(args.json).write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
 
