@@ -6,7 +6,7 @@ table, so the README quotes that cell of the committed experiments/spam_paper/re
     python experiments/demo_table.py                                  # the README's table
     python experiments/demo_table.py --against=runs/demo/results.csv  # your demo vs the README
 
-With --against it prints the largest absolute difference per column between the two runs' rows.
+With --against it prints the largest absolute difference per column, then per row, between the two runs' rows.
 """
 
 import pathlib
@@ -63,6 +63,10 @@ def main(argv: list[str]) -> None:
             diffs = [abs(ours[n][j] - theirs[n][j]) for n in ours
                      if ours[n][j] is not None and theirs[n][j] is not None]
             print(f"  {column}: {max(diffs, default=0.0):.4f}")
+        print("largest |difference| per row:")
+        for name in ours:
+            diffs = [abs(a - b) for a, b in zip(ours[name], theirs[name]) if a is not None and b is not None]
+            print(f"  {name}: {max(diffs, default=0.0):.4f}")
 
 
 if __name__ == "__main__":
