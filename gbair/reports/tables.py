@@ -25,7 +25,7 @@ from collections import defaultdict
 from absl import flags
 from scipy import stats
 
-from gbair import cli, files
+from gbair import UserError, cli, files
 from gbair.workdir import CLEAN, COLUMNS, INT_COLUMNS, REQUIRED_COLUMNS, STRATEGY_ORDER, results_path
 
 FLAGS = flags.FLAGS
@@ -292,18 +292,31 @@ def to_csv(header: list[str], body: list[list[str]]) -> str:
 KINDS = {"table": paper_table, "recovered": recovery_table, "detection": detection_table}  # see write_table
 
 
-def write_table(rows: list[Row], workdir: os.PathLike, metric: str = "test_f1", kind: str = "table") -> str:
-    """Write WORKDIR/<table_name>.md and .csv atomically; return the markdown.
+def write_table(rows: list[Row], workdir: os.PathLike, metric: str = "test_f1", kind: str = "table",
+                arm: str | None = None) -> str:
+    """Write WORKDIR/<table_name>[_<arm>].md and .csv atomically; return the markdown.
 
     kind: `table` (the paper's table, `paper_table`), `recovered` (`recovery_table`) or `detection`
-    (`detection_table` at iteration 1).
+    (`detection_table` at iteration 1). `arm` names the file of one arm of a study.
     """
     header, body = KINDS[kind](rows, metric)
     markdown = to_markdown(header, body)
-    workdir = files.path(workdir)
-    files.write_text(workdir / f"{table_name(kind, metric)}.md", markdown)
-    files.write_text(workdir / f"{table_name(kind, metric)}.csv", to_csv(header, body))
+    name = files.path(workdir) / (table_name(kind, metric) + (f"_{arm}" if arm else ""))
+    files.write_text(f"{name}.md", markdown)
+    files.write_text(f"{name}.csv", to_csv(header, body))
     return markdown
+
+
+def one_arm(rows: list[Row], arm: str | None, source: os.PathLike) -> tuple[list[Row], str | None]:
+    """(the rows of `arm`, the arm to name in file names): a table pools no arms, so a study's
+    results.csv with several needs one named; with one arm, `arm` may be left out (file names then
+    carry none, as for a plain workdir)."""
+    arms = sorted({r["arm"] for r in rows})
+    if arm is None and len(arms) > 1:
+        raise UserError(f"{source}: holds the arms {', '.join(arms)}; pass --arm=NAME (a table pools no arms)")
+    if arm is not None and arm not in arms:
+        raise UserError(f"{source}: --arm={arm!r} is not one of its arms ({', '.join(arms)})")
+    return [r for r in rows if arm is None or r["arm"] == arm], arm if len(arms) > 1 else None
 
 
 def table_name(kind: str, metric: str) -> str:
@@ -357,8 +370,8 @@ def recovery_curve(rows: list[Row], strategy: str) -> dict[Panel, list[tuple[flo
 def main(argv: list[str]) -> None:
     """Prints one table; writes it (and its .csv) next to results.csv only with --write."""
     del argv  # cli.run refuses positional arguments
-    rows = load_results(results_path(FLAGS.workdir))
-    markdown = write_table(rows, FLAGS.workdir, FLAGS.metric, FLAGS.kind) if FLAGS.write else \
+    rows, arm = one_arm(load_results(results_path(FLAGS.workdir)), FLAGS.arm, results_path(FLAGS.workdir))
+    markdown = write_table(rows, FLAGS.workdir, FLAGS.metric, FLAGS.kind, arm) if FLAGS.write else \
         to_markdown(*KINDS[FLAGS.kind](rows, FLAGS.metric))
     print(markdown, end="")
 
@@ -369,4 +382,6 @@ if __name__ == "__main__":
     flags.DEFINE_enum("kind", "table", tuple(KINDS), "paper table, recovered fractions or "
                       "detection at iteration 1.")
     flags.DEFINE_bool("write", False, "Also write WORKDIR/<kind>_<metric>.md and .csv (printing alone writes nothing).")
+    flags.DEFINE_string("arm", None, "The arm of a study's results.csv to tabulate (needed when it holds several); "
+                        "written files end in _<arm>.")
     cli.run(main, sys.argv)
