@@ -359,8 +359,10 @@ def test_a_quote_holds_against_its_own_row_and_fails_when_a_number_or_the_row_is
     assert findings.check_quotes(text.replace(f"[{low},", f"[{float(low) + 0.01:.2f},"), analysed)  # wrong interval
     assert findings.check_quotes(text.replace(f", n = {row.n}", f", n = {row.n + 1}"), analysed)  # wrong n
     assert findings.check_quotes(text.replace(row.comparison.row_id, "H9/0.3/test_f1"), analysed)  # no such row
-    without_n = text.replace(f", n = {row.n}", "").replace(": +", ": ")  # n and the sign are optional
-    assert findings.check_quotes(without_n, analysed) == []
+    other = "supported" if row.verdict != "supported" else "not supported"
+    assert findings.check_quotes(text.replace(f", {row.verdict}`", f", {other}`"), analysed)  # wrong verdict
+    bare = text.replace(f", n = {row.n}, {row.verdict}", "").replace(": +", ": ")  # n, verdict and sign are optional
+    assert bare != text and findings.check_quotes(bare, analysed) == []
 
 
 CLAIMS = ("README.md", "experiments/RESULTS.md", "docs/results.md")

@@ -299,17 +299,19 @@ def to_markdown(findings: list[Finding]) -> str:
     return "\n".join(lines)
 
 
-# How prose cites a row: "`H3a/0.3/recovered_test_f1`: +0.41 [0.22, 0.60], Holm p = 0.004, n = 10" (backticks,
-# the sign and ", n = N" optional); the numbers as findings.md prints them.
+# How prose cites a row: "`H3a/0.3/recovered_test_f1`: +0.41 [0.22, 0.60], Holm p = 0.004, n = 10, supported"
+# (backticks, the sign, ", n = N" and the verdict optional); the numbers as findings.md prints them.
 QUOTE = re.compile(r"`?(?P<row>H\d[a-z]?(?:/[a-z_]+)?/\d+(?:\.\d+)?/[a-z_0-9]+)`?: (?P<mean>[+-]?\d+\.\d+) "
-                   r"\[(?P<low>-?\d+\.\d+), (?P<high>-?\d+\.\d+)\], Holm p = (?P<holm>[\d.e-]+)(?:, n = (?P<n>\d+))?")
+                   r"\[(?P<low>-?\d+\.\d+), (?P<high>-?\d+\.\d+)\], Holm p = (?P<holm>[\d.e-]+)(?:, n = (?P<n>\d+))?"
+                   r"(?:, (?P<verdict>not supported|supported|contradicted|no data)(?![\w-]))?")
 
 
 def quote(f: Finding) -> str:
-    """The row as prose cites it (QUOTE), e.g. "H3a/0.3/recovered_test_f1: +0.41 [0.22, 0.60], Holm p = 0.004, n = 10"."""
+    """The row as prose cites it (QUOTE), e.g.
+    "H3a/0.3/recovered_test_f1: +0.41 [0.22, 0.60], Holm p = 0.004, n = 10, supported"."""
     t = f.test or _NO_TEST
     return (f"{f.comparison.row_id}: {_number(t.mean, '+.2f')} [{_number(t.ci_low, '.2f')}, {_number(t.ci_high, '.2f')}], "
-            f"Holm p = {_number(f.holm_p, '.2g')}, n = {f.n}")
+            f"Holm p = {_number(f.holm_p, '.2g')}, n = {f.n}, {f.verdict}")
 
 
 def check_quotes(text: str, findings: list[Finding]) -> list[str]:
@@ -324,7 +326,8 @@ def check_quotes(text: str, findings: list[Finding]) -> list[str]:
             continue
         t = finding.test or _NO_TEST
         expected = {"mean": _number(t.mean, ".2f"), "low": _number(t.ci_low, ".2f"),
-                    "high": _number(t.ci_high, ".2f"), "holm": _number(finding.holm_p, ".2g"), "n": str(finding.n)}
+                    "high": _number(t.ci_high, ".2f"), "holm": _number(finding.holm_p, ".2g"), "n": str(finding.n),
+                    "verdict": finding.verdict}
         found = {**match.groupdict(), "mean": match["mean"].lstrip("+")}
         wrong = [k for k, v in expected.items() if found[k] is not None and found[k] != v]
         if wrong:
