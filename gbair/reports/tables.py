@@ -310,13 +310,13 @@ def write_table(rows: list[Row], workdir: os.PathLike, metric: str = "test_f1", 
 def one_arm(rows: list[Row], arm: str | None, source: os.PathLike) -> tuple[list[Row], str | None]:
     """(the rows of `arm`, the arm to name in file names): a table pools no arms, so a study's
     results.csv with several needs one named; with one arm, `arm` may be left out (file names then
-    carry none, as for a plain workdir)."""
+    carry none, as for a plain workdir). A named arm is always in the file names."""
     arms = sorted({r["arm"] for r in rows})
     if arm is None and len(arms) > 1:
         raise UserError(f"{source}: holds the arms {', '.join(arms)}; pass --arm=NAME (a table pools no arms)")
     if arm is not None and arm not in arms:
         raise UserError(f"{source}: --arm={arm!r} is not one of its arms ({', '.join(arms)})")
-    return [r for r in rows if arm is None or r["arm"] == arm], arm if len(arms) > 1 else None
+    return [r for r in rows if arm is None or r["arm"] == arm], arm
 
 
 def table_name(kind: str, metric: str) -> str:
