@@ -261,12 +261,12 @@ def test_a_table_of_a_study_takes_one_arm_and_names_it(tmp_path):
         tables.one_arm(rows, None, path)
     with pytest.raises(tables.UserError, match=r"--arm='budget4x' is not one of its arms \(balanced, main\)"):
         tables.one_arm(rows, "budget4x", path)
-    main_rows, name = tables.one_arm(rows, "main", path)
-    assert name == "main" and len(main_rows) == len(lines)
+    main_rows = tables.one_arm(rows, "main", path)
+    assert len(main_rows) == len(lines)
     assert tables.to_markdown(*tables.paper_table(main_rows, "test_f1")) == EXPECTED_F1_MARKDOWN  # main alone
     env = {"PATH": "/usr/bin:/bin", "PYTHONPATH": str(REPO)}
     subprocess.run([sys.executable, "-m", "gbair.reports.tables", f"--workdir={tmp_path}", "--arm=balanced", "--write"],
                    cwd=REPO, env=env, capture_output=True, text=True, check=True)
     assert "0.950 ± 0.014" in (tmp_path / "table_test_f1_balanced.md").read_text()  # clean at 0.1: 0.94 + 0.01
-    single, name = tables.one_arm(tables.load_results(write_results(tmp_path / "one.csv")), None, tmp_path / "one.csv")
-    assert name is None and len(single) == len(lines)  # one arm: no name needed, none in file names
+    single = tables.one_arm(tables.load_results(write_results(tmp_path / "one.csv")), None, tmp_path / "one.csv")
+    assert len(single) == len(lines)  # one arm: no name needed

@@ -324,10 +324,8 @@ def check_quotes(text: str, findings: list[Finding]) -> list[str]:
         if finding is None:
             problems.append(f"{match[0]!r}: no registered row {match['row']}")
             continue
-        t = finding.test or _NO_TEST
-        expected = {"mean": _number(t.mean, ".2f"), "low": _number(t.ci_low, ".2f"),
-                    "high": _number(t.ci_high, ".2f"), "holm": _number(finding.holm_p, ".2g"), "n": str(finding.n),
-                    "verdict": finding.verdict}
+        expected = QUOTE.fullmatch(quote(finding)).groupdict()  # quote() owns the format
+        expected["mean"] = expected["mean"].lstrip("+")
         found = {**match.groupdict(), "mean": match["mean"].lstrip("+")}
         wrong = [k for k, v in expected.items() if found[k] is not None and found[k] != v]
         if wrong:

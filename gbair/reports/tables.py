@@ -307,16 +307,15 @@ def write_table(rows: list[Row], workdir: os.PathLike, metric: str = "test_f1", 
     return markdown
 
 
-def one_arm(rows: list[Row], arm: str | None, source: os.PathLike) -> tuple[list[Row], str | None]:
-    """(the rows of `arm`, the arm to name in file names): a table pools no arms, so a study's
-    results.csv with several needs one named; with one arm, `arm` may be left out (file names then
-    carry none, as for a plain workdir). A named arm is always in the file names."""
+def one_arm(rows: list[Row], arm: str | None, source: os.PathLike) -> list[Row]:
+    """The rows of `arm`: a table pools no arms, so a study's results.csv with several needs one named;
+    with one arm, `arm` may be left out (all rows)."""
     arms = sorted({r["arm"] for r in rows})
     if arm is None and len(arms) > 1:
         raise UserError(f"{source}: holds the arms {', '.join(arms)}; pass --arm=NAME (a table pools no arms)")
     if arm is not None and arm not in arms:
         raise UserError(f"{source}: --arm={arm!r} is not one of its arms ({', '.join(arms)})")
-    return [r for r in rows if arm is None or r["arm"] == arm], arm
+    return [r for r in rows if arm is None or r["arm"] == arm]
 
 
 def table_name(kind: str, metric: str) -> str:
@@ -370,8 +369,8 @@ def recovery_curve(rows: list[Row], strategy: str) -> dict[Panel, list[tuple[flo
 def main(argv: list[str]) -> None:
     """Prints one table; writes it (and its .csv) next to results.csv only with --write."""
     del argv  # cli.run refuses positional arguments
-    rows, arm = one_arm(load_results(results_path(FLAGS.workdir)), FLAGS.arm, results_path(FLAGS.workdir))
-    markdown = write_table(rows, FLAGS.workdir, FLAGS.metric, FLAGS.kind, arm) if FLAGS.write else \
+    rows = one_arm(load_results(results_path(FLAGS.workdir)), FLAGS.arm, results_path(FLAGS.workdir))
+    markdown = write_table(rows, FLAGS.workdir, FLAGS.metric, FLAGS.kind, FLAGS.arm) if FLAGS.write else \
         to_markdown(*KINDS[FLAGS.kind](rows, FLAGS.metric))
     print(markdown, end="")
 
