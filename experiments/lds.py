@@ -18,6 +18,7 @@ import argparse
 import dataclasses
 import json
 import math
+import warnings
 
 import numpy as np
 from scipy import stats
@@ -50,13 +51,24 @@ def attributions(grads: CellGradients, damping: dict[str, float]) -> dict[str, n
     return out
 
 
+def linear_datamodeling_scores(members: np.ndarray, scores: np.ndarray, truth: np.ndarray) -> np.ndarray:
+    """LDS(v) per query v: the Spearman correlation over the J subsets between the summed attribution
+    members @ scores ([J, N] 0/1 x [N, |V|]) and the retrained margins truth ([J, |V|]). Queries whose
+    correlation is undefined (a constant column) are left out, so the result may be shorter than |V|."""
+    predicted = members @ scores
+    with warnings.catch_warnings():  # a constant column is expected and dropped below
+        warnings.simplefilter("ignore", stats.ConstantInputWarning)
+        per_v = np.array([stats.spearmanr(predicted[:, v], truth[:, v]).statistic for v in range(truth.shape[1])])
+    return per_v[np.isfinite(per_v)]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("workdir")
     parser.add_argument("--rate", type=float, required=True)
     parser.add_argument("--subsets", type=int, default=50)
     parser.add_argument("--fraction", type=float, default=0.5)
-    parser.add_argument("--out", required=True, help="path prefix of OUT.md and OUT.csv")
+    parser.add_argument("--out", required=True, help="path prefix of OUT.md and OUT.json")
     args = parser.parse_args()
     run = RunExplainer(args.workdir)
     cell = run.cell(None, args.rate, None)
@@ -91,9 +103,7 @@ def main() -> None:
         raise AssertionError("the misclassified validation sets differ")
     damping = {**DEFAULT_DAMPING, **(experiment.recovery.damping or {})}
     for method, scores in attributions(grads, damping).items():
-        predicted = members @ scores  # [J, |V|]
-        per_v = np.array([stats.spearmanr(predicted[:, v], truth[:, v]).statistic for v in range(len(queries))])
-        per_v = per_v[np.isfinite(per_v)]
+        per_v = linear_datamodeling_scores(members, scores, truth)
         mean, sd = per_v.mean(), per_v.std(ddof=1)
         half = stats.t.ppf(0.975, len(per_v) - 1) * sd / math.sqrt(len(per_v))
         table.append(f"| {method} | {mean:.3f} [{mean - half:.3f}, {mean + half:.3f}] | {len(per_v)} |")
