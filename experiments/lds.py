@@ -23,7 +23,7 @@ import warnings
 import numpy as np
 from scipy import stats
 
-from gbair import files
+from gbair import files, run_record
 from gbair.explain import RunExplainer
 from damping_sensitivity import DEFAULT_DAMPING, CellGradients  # experiments/: run as python experiments/lds.py
 from gbair.train import prompt_checkpoints
@@ -109,9 +109,12 @@ def main() -> None:
         table.append(f"| {method} | {mean:.3f} [{mean - half:.3f}, {mean + half:.3f}] | {len(per_v)} |")
         lines.append({"method": method, "lds_mean": mean, "ci_low": mean - half, "ci_high": mean + half,
                       "n_queries": len(per_v)})
+    source = run_record.source_version()
     header = [f"# Linear datamodeling score ({cell.dataset}, rate {args.rate:g}, seed {cell.seed}; "
               f"{args.subsets} random {args.fraction:g}-subsets of {len(train)})", "",
               f"    python experiments/lds.py {args.workdir} --rate {args.rate:g} --subsets {args.subsets} --out {args.out}",
+              "", f"Written at gbair commit {source['git_commit']} (local changes to gbair/ or configs/: "
+              f"{source['local_changes']}). The attributions come from the workdir's own checkpoints.",
               "", "Spearman correlation over subsets between summed attribution and the retrained margin, "
               "mean over the misclassified validation examples [95% interval]:", "",
               "| method | LDS | queries |", "|:---|---:|---:|"]
