@@ -9,7 +9,8 @@ margins.json). For every example v of the misclassified validation set V (of the
 all N), a method's prediction for subset S is the summed attribution sum_{z in S} score(z, v) (scores
 from the full run's checkpoints, as the cleaning step uses them) and the truth is v's margin
 log p(y_v) - log(1 - p(y_v)) under the prompt retrained on S. LDS(v) = Spearman correlation over the
-subsets; the table gives its mean over V with a 95% Student-t interval. It ranks attribution methods
+subsets; the table gives its mean over V with a 95% Student-t interval, and trak's difference
+from each other method paired by query (Holm-corrected). It ranks attribution methods
 without the noise of one cleaning step (a higher LDS predicts retraining better). Dampings: the
 workdir's RecoveryConfig.damping (the study's choice on its tuning seeds), else each scorer's default.
 """
@@ -17,13 +18,13 @@ workdir's RecoveryConfig.damping (the study's choice on its tuning seeds), else 
 import argparse
 import dataclasses
 import json
-import math
 import warnings
 
 import numpy as np
 from scipy import stats
 
 from gbair import files, run_record
+from gbair.reports import findings
 from gbair.explain import RunExplainer
 from damping_sensitivity import DEFAULT_DAMPING, CellGradients  # experiments/: run as python experiments/lds.py
 from gbair.train import prompt_checkpoints
@@ -52,14 +53,17 @@ def attributions(grads: CellGradients, damping: dict[str, float]) -> dict[str, n
 
 
 def linear_datamodeling_scores(members: np.ndarray, scores: np.ndarray, truth: np.ndarray) -> np.ndarray:
-    """LDS(v) per query v: the Spearman correlation over the J subsets between the summed attribution
-    members @ scores ([J, N] 0/1 x [N, |V|]) and the retrained margins truth ([J, |V|]). Queries whose
-    correlation is undefined (a constant column) are left out, so the result may be shorter than |V|."""
+    """[|V|] LDS(v): the Spearman correlation over the J subsets between the summed attribution
+    members @ scores ([J, N] 0/1 x [N, |V|]) and the retrained margins truth ([J, |V|]). NaN where it
+    is undefined (a constant column): such a query is left out of every mean and difference."""
     predicted = members @ scores
-    with warnings.catch_warnings():  # a constant column is expected and dropped below
+    with warnings.catch_warnings():  # a constant column is expected; it gives NaN
         warnings.simplefilter("ignore", stats.ConstantInputWarning)
-        per_v = np.array([stats.spearmanr(predicted[:, v], truth[:, v]).statistic for v in range(truth.shape[1])])
-    return per_v[np.isfinite(per_v)]
+        return np.array([stats.spearmanr(predicted[:, v], truth[:, v]).statistic for v in range(truth.shape[1])])
+
+
+def _cell(test: findings.TTest) -> str:
+    return f"{test.mean:+.3f} [{test.ci_low:+.3f}, {test.ci_high:+.3f}]"
 
 
 def main() -> None:
@@ -97,18 +101,25 @@ def main() -> None:
         truth.append(record["margins"])
         members.append(mask)
     truth, members = np.array(truth), np.array(members, np.float64)  # [J, |V|], [J, N]
-    lines, table = [], []
     grads = CellGradients(run, cell)
     if list(grads.misclassified.ids) != list(queries.ids):
         raise AssertionError("the misclassified validation sets differ")
     damping = {**DEFAULT_DAMPING, **(experiment.recovery.damping or {})}
-    for method, scores in attributions(grads, damping).items():
-        per_v = linear_datamodeling_scores(members, scores, truth)
-        mean, sd = per_v.mean(), per_v.std(ddof=1)
-        half = stats.t.ppf(0.975, len(per_v) - 1) * sd / math.sqrt(len(per_v))
-        table.append(f"| {method} | {mean:.3f} [{mean - half:.3f}, {mean + half:.3f}] | {len(per_v)} |")
-        lines.append({"method": method, "lds_mean": mean, "ci_low": mean - half, "ci_high": mean + half,
-                      "n_queries": len(per_v)})
+    per_method = {m: linear_datamodeling_scores(members, s, truth) for m, s in attributions(grads, damping).items()}
+    lines, table = [], []
+    for method, per_v in per_method.items():
+        test = findings.t_test(list(per_v[np.isfinite(per_v)]))
+        table.append(f"| {method} | {test.mean:.3f} [{test.ci_low:.3f}, {test.ci_high:.3f}] | {np.isfinite(per_v).sum()} |")
+        lines.append({"method": method, "lds_mean": test.mean, "ci_low": test.ci_low, "ci_high": test.ci_high,
+                      "n_queries": int(np.isfinite(per_v).sum())})
+    # trak (H3's reference) against each other method, paired by query, Holm over the comparisons.
+    others = [m for m in per_method if m != "trak"]
+    tests = []
+    for method in others:
+        d = per_method["trak"] - per_method[method]
+        tests.append(findings.t_test(list(d[np.isfinite(d)])))
+    paired = [f"| trak - {m} | {_cell(t)} | {t.p:.2g} | {h:.2g} |"
+              for m, t, h in zip(others, tests, findings.holm([t.p for t in tests]))]
     source = run_record.source_version()
     header = [f"# Linear datamodeling score ({cell.dataset}, rate {args.rate:g}, seed {cell.seed}; "
               f"{args.subsets} random {args.fraction:g}-subsets of {len(train)})", "",
@@ -118,9 +129,12 @@ def main() -> None:
               "", "Spearman correlation over subsets between summed attribution and the retrained margin, "
               "mean over the misclassified validation examples [95% interval]:", "",
               "| method | LDS | queries |", "|:---|---:|---:|"]
-    files.write_text(f"{args.out}.md", "\n".join(header + table) + "\n")
+    body = table + ["", "Paired by query (this one cell; queries, not seeds, are the units), "
+                    "mean difference of LDS [95% interval], t-test p and Holm's p over the rows:", "",
+                    "| difference | mean [95% interval] | p | Holm p |", "|:---|---:|---:|---:|"] + paired
+    files.write_text(f"{args.out}.md", "\n".join(header + body) + "\n")
     files.write_text(f"{args.out}.json", json.dumps(lines, indent=1) + "\n")
-    print("\n".join(header + table))
+    print("\n".join(header + body))
 
 
 if __name__ == "__main__":

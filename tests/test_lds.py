@@ -26,8 +26,8 @@ def test_unrelated_margins_score_near_zero_and_constant_queries_are_dropped():
     truth = rng.normal(size=(2000, 3))
     truth[:, 2] = 1.5  # a query whose margin never moves: its correlation is undefined
     per_v = linear_datamodeling_scores(members, scores, truth)
-    assert per_v.shape == (2,)
-    assert np.all(np.abs(per_v) < 0.1)
+    assert per_v.shape == (3,) and np.isnan(per_v[2])
+    assert np.all(np.abs(per_v[:2]) < 0.1)
 
 
 def test_the_score_is_rank_based():
