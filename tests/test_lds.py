@@ -36,3 +36,11 @@ def test_the_score_is_rank_based():
     scores = rng.normal(size=(20, 4))
     linear = members @ scores
     assert linear_datamodeling_scores(members, scores, np.exp(linear)) == pytest.approx(np.ones(4))
+
+
+def test_the_lds_table_in_results_md_is_the_committed_one():
+    root = Path(__file__).parents[1] / "experiments"
+    committed = (root / "evidence" / "lds.md").read_text().split("\n\n")
+    table = next(block for block in committed if block.startswith("| method | LDS |"))
+    assert table.count("\n") >= 3
+    assert table in (root / "RESULTS.md").read_text()
