@@ -62,10 +62,6 @@ def linear_datamodeling_scores(members: np.ndarray, scores: np.ndarray, truth: n
         return np.array([stats.spearmanr(predicted[:, v], truth[:, v]).statistic for v in range(truth.shape[1])])
 
 
-def _cell(test: findings.TTest) -> str:
-    return f"{test.mean:+.3f} [{test.ci_low:+.3f}, {test.ci_high:+.3f}]"
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("workdir")
@@ -107,18 +103,16 @@ def main() -> None:
     damping = {**DEFAULT_DAMPING, **(experiment.recovery.damping or {})}
     per_method = {m: linear_datamodeling_scores(members, s, truth) for m, s in attributions(grads, damping).items()}
     lines, table = [], []
+    defined = lambda x: list(x[np.isfinite(x)])  # noqa: E731
     for method, per_v in per_method.items():
-        test = findings.t_test(list(per_v[np.isfinite(per_v)]))
-        table.append(f"| {method} | {test.mean:.3f} [{test.ci_low:.3f}, {test.ci_high:.3f}] | {np.isfinite(per_v).sum()} |")
+        test, n = findings.t_test(defined(per_v)), len(defined(per_v))
+        table.append(f"| {method} | {test.mean:.3f} [{test.ci_low:.3f}, {test.ci_high:.3f}] | {n} |")
         lines.append({"method": method, "lds_mean": test.mean, "ci_low": test.ci_low, "ci_high": test.ci_high,
-                      "n_queries": int(np.isfinite(per_v).sum())})
+                      "n_queries": n})
     # trak (H3's reference) against each other method, paired by query, Holm over the comparisons.
     others = [m for m in per_method if m != "trak"]
-    tests = []
-    for method in others:
-        d = per_method["trak"] - per_method[method]
-        tests.append(findings.t_test(list(d[np.isfinite(d)])))
-    paired = [f"| trak - {m} | {_cell(t)} | {t.p:.2g} | {h:.2g} |"
+    tests = [findings.t_test(defined(per_method["trak"] - per_method[m])) for m in others]
+    paired = [f"| trak - {m} | {t.mean:+.3f} [{t.ci_low:+.3f}, {t.ci_high:+.3f}] | {t.p:.2g} | {h:.2g} |"
               for m, t, h in zip(others, tests, findings.holm([t.p for t in tests]))]
     source = run_record.source_version()
     header = [f"# Linear datamodeling score ({cell.dataset}, rate {args.rate:g}, seed {cell.seed}; "
