@@ -214,6 +214,19 @@ def test_flagged_precision_table(workdir):
     assert row["tracin it1"] == "0.900 ± 0.141" and row["random it2"] == "0.100 ± 0.141"
 
 
+def test_flagged_lift_divides_by_the_corrupted_share_before_flagging(workdir):
+    rows = tables.load_results(workdir / "results.csv")
+    lift = {(r["strategy"], r["corruption_rate"], r["seed"], r["iteration"]): r["flagged_lift"] for r in rows}
+    # tracin, rate 0.1, seed 0: 10 of 100 corrupted, flags (5, 4): 0.8 / 0.1; then 6 left, flags (5, 3): 0.6 / 0.06
+    assert lift[("tracin", 0.1, 0, 1)] == pytest.approx(8.0) and lift[("tracin", 0.1, 0, 2)] == pytest.approx(10.0)
+    assert lift[("tracin", 0.1, 0, 0)] is None and lift[("clean", 0.1, 0, 0)] is None  # nothing flagged
+    header, body = tables.paper_table(rows, "flagged_lift")
+    row = dict(zip(header, body[0]))  # seed 1: (5, 5) of 10 left: 10.0; then (5, 2) of 5 left: 8.0
+    assert row["tracin it1"] == "9.000 ± 1.414" and row["tracin it2"] == "9.000 ± 1.414"
+    gap = tables.load_results(write_results(workdir / "gap.csv", [run for run in RUNS if run[3] != 1]))
+    assert all(r["flagged_lift"] is None for r in gap)  # iteration 2 has no iteration 1 to take its share from
+
+
 def test_recovered_fraction_per_seed_and_its_interval(workdir):
     rows = tables.load_results(workdir / "results.csv")
     fractions = tables.recovered_fractions(rows, "test_f1")

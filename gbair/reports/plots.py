@@ -44,8 +44,10 @@ REFERENCES = {  # name -> (legend label, line style)
     "chance": ("random flagging (expected)", {"color": "0.45", "linestyle": ":"}),
 }
 METRIC_NAMES = {"test_f1": "test F1", "test_accuracy": "test accuracy", "test_auc": "test AUC",
-                "flagged_precision": "precision of the flagged examples", "detection_auroc": "detection AUROC",
-                "detection_ap": "detection average precision", "recall_at_k": "recall at k"}
+                "flagged_precision": "precision of the flagged examples",
+                "flagged_lift": "flagged precision / corrupted share before flagging",
+                "detection_auroc": "detection AUROC", "detection_ap": "detection average precision",
+                "recall_at_k": "recall at k"}
 FEW_SEEDS = 10  # below this many seeds every seed is drawn as a point; from it on, a mean ± std band
 CURVE_GRID = np.linspace(0.0, 1.0, 51)  # fractions flagged at which seeds' curves are averaged
 

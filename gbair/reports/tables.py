@@ -36,8 +36,8 @@ _NAMES = ("dataset", "strategy")
 _INT_COLUMNS = tuple(c for c in REQUIRED_COLUMNS if c in INT_COLUMNS)
 _FLOAT_COLUMNS = tuple(c for c in REQUIRED_COLUMNS if c not in INT_COLUMNS + _NAMES + ("test_auc",))
 OPTIONAL_COLUMNS: dict[str, type] = {c: int if c in INT_COLUMNS else float for c in COLUMNS[len(REQUIRED_COLUMNS):]}
-METRICS: tuple[str, ...] = ("test_f1", "test_accuracy", "test_auc", "flagged_precision", "detection_auroc",
-                            "detection_ap", "recall_at_k")
+METRICS: tuple[str, ...] = ("test_f1", "test_accuracy", "test_auc", "flagged_precision", "flagged_lift",
+                            "detection_auroc", "detection_ap", "recall_at_k")
 RECOVERY_METRICS: tuple[str, ...] = ("test_f1", "test_auc", "test_accuracy")
 MISSING = "-"
 DEFAULT_ARM = "main"  # the arm of a row when results.csv has no `arm` column
@@ -64,7 +64,8 @@ def load_results(path: os.PathLike) -> list[Row]:
 
     Numbers are parsed (ints, finite floats); an empty or "nan" test_auc becomes None (AUC is undefined
     when a test split has one class). Also rejected: duplicate rows, iteration-0 rows with n_flagged > 0,
-    `clean` rows past iteration 0, and n_flagged_corrupted > n_flagged.
+    `clean` rows past iteration 0, and n_flagged_corrupted > n_flagged. Derived per row: flagged_precision
+    and flagged_lift (None where nothing was flagged or the run's previous iteration is missing).
 
     An optional column `arm` names the arm of a study a row belongs to (absent or empty: DEFAULT_ARM).
     The tables, plots and recovered fractions key by dataset, not arm: give them one arm's rows
@@ -115,6 +116,16 @@ def load_results(path: os.PathLike) -> list[Row]:
             # Derived: of the examples flagged at this iteration, the fraction truly corrupted.
             row["flagged_precision"] = row["n_flagged_corrupted"] / row["n_flagged"] if row["n_flagged"] else None
             rows.append(row)
+    # Derived: flagged precision over the corrupted share of the training set the flags were drawn from
+    # (the same run one iteration earlier), so 1 is random flagging whatever is left to find, and a
+    # precision that falls with the iteration is told apart from a detector that gets worse.
+    runs = {(r["dataset"], r["strategy"], r["corruption_rate"], r["seed"], r["arm"], r["iteration"]): r for r in rows}
+    for row in rows:
+        before = runs.get((row["dataset"], row["strategy"], row["corruption_rate"], row["seed"], row["arm"],
+                           row["iteration"] - 1))
+        share = before["n_corrupted_remaining"] / before["n_train"] if before and before["n_train"] else 0.0
+        precision = row["flagged_precision"]
+        row["flagged_lift"] = precision / share if precision is not None and share else None
     return rows
 
 
