@@ -103,9 +103,12 @@ def main() -> None:
     damping = {**DEFAULT_DAMPING, **(experiment.recovery.damping or {})}
     per_method = {m: linear_datamodeling_scores(members, s, truth) for m, s in attributions(grads, damping).items()}
     lines, table = [], []
-    defined = lambda x: list(x[np.isfinite(x)])  # noqa: E731
+    def defined(x: np.ndarray) -> list[float]:  # the queries whose LDS is defined
+        return list(x[np.isfinite(x)])
+
     for method, per_v in per_method.items():
-        test, n = findings.t_test(defined(per_v)), len(defined(per_v))
+        values = defined(per_v)
+        test, n = findings.t_test(values), len(values)
         table.append(f"| {method} | {test.mean:.3f} [{test.ci_low:.3f}, {test.ci_high:.3f}] | {n} |")
         lines.append({"method": method, "lds_mean": test.mean, "ci_low": test.ci_low, "ci_high": test.ci_high,
                       "n_queries": n})

@@ -43,6 +43,7 @@ MISSING = "-"
 DEFAULT_ARM = "main"  # the arm of a row when results.csv has no `arm` column
 
 Row = dict  # one validated results.csv row: str / int / float values, test_auc may be None
+_RUN = ("dataset", "strategy", "corruption_rate", "seed", "arm")  # a row's run; with the iteration, its key
 Panel = tuple[str, float]  # (dataset, corruption_rate): a table row, a plot panel (a workdir Cell also has a seed)
 
 
@@ -98,12 +99,13 @@ def load_results(path: os.PathLike) -> list[Row]:
                 value = (raw.get(column) or "").strip()
                 row[column] = None if value.lower() in ("", "nan") else _parse(path, line, column, value, kind)
             row["arm"] = (raw.get("arm") or "").strip() or DEFAULT_ARM
-            key = tuple(row[c] for c in ("dataset", "strategy", "corruption_rate", "seed", "iteration", "arm"))
+            key = (*(row[c] for c in _RUN), row["iteration"])
             if key in seen:
-                raise ValueError(f"{path}:{line}: duplicate row for dataset={key[0]!r} strategy={key[1]!r} "
-                                 f"corruption_rate={key[2]:g} seed={key[3]} iteration={key[4]} arm={key[5]!r} "
-                                 f"(first at line {seen[key]})")
-            seen[key] = line
+                raise ValueError(f"{path}:{line}: duplicate row for dataset={row['dataset']!r} "
+                                 f"strategy={row['strategy']!r} corruption_rate={row['corruption_rate']:g} "
+                                 f"seed={row['seed']} iteration={row['iteration']} arm={row['arm']!r} "
+                                 f"(first at line {seen[key][0]})")
+            seen[key] = (line, row)
             if row["iteration"] == 0 and row["n_flagged"] != 0:
                 raise ValueError(f"{path}:{line}: column 'n_flagged' has value {row['n_flagged']} at "
                                  "iteration 0, expected 0 (nothing is flagged before cleaning)")
@@ -119,10 +121,8 @@ def load_results(path: os.PathLike) -> list[Row]:
     # Derived: flagged precision over the corrupted share of the training set the flags were drawn from
     # (the same run one iteration earlier), so 1 is random flagging whatever is left to find, and a
     # precision that falls with the iteration is told apart from a detector that gets worse.
-    runs = {(r["dataset"], r["strategy"], r["corruption_rate"], r["seed"], r["arm"], r["iteration"]): r for r in rows}
     for row in rows:
-        before = runs.get((row["dataset"], row["strategy"], row["corruption_rate"], row["seed"], row["arm"],
-                           row["iteration"] - 1))
+        _, before = seen.get((*(row[c] for c in _RUN), row["iteration"] - 1), (None, None))
         share = before["n_corrupted_remaining"] / before["n_train"] if before and before["n_train"] else 0.0
         precision = row["flagged_precision"]
         row["flagged_lift"] = precision / share if precision is not None and share else None
